@@ -1,0 +1,44 @@
+# maxtune developer entry points. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.maxtune-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+
+.PHONY: venv lint test unit bench demo crds tools clean-plane
+
+# The virtual environment holds everything: the package (editable), the
+# operator and agent extras (torch is the PyPI CUDA build: pip's cache serves
+# later runs) and the dev tools. Rebuilt only when pyproject or the pins move.
+venv: $(STAMP)
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[operator,agent,dev]'
+	@rm -f $(VENV)/.maxtune-* && touch $@
+
+# Control-plane binaries (etcd, kube-*, kwok, helm), built from pinned Go modules
+# into .cache/ and reused while their versions stay the same.
+tools: venv
+	$(BIN)/python -m maxtune.localplane build
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: venv tools lint
+	$(BIN)/python -m pytest
+
+unit: venv
+	$(BIN)/python -m pytest -m "not plane"
+
+bench: venv tools
+	$(BIN)/python -m benchmarks.run
+
+demo: venv tools
+	$(BIN)/maxtune demo
+
+crds: venv
+	$(BIN)/maxtune crds --write

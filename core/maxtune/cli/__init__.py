@@ -1,0 +1,1 @@
+"""The `maxtune` command: one entry point, one module per subcommand."""

@@ -1,0 +1,315 @@
+"""Typed models of the custom resources: the one source of truth.
+
+The CRD manifests in crds/ and in the chart are generated from these classes
+(`maxtune crds --write`), and a test fails when they drift. The agent writes
+`GPUNodeProfile.status` with them; the operator and the CLI read it with them.
+Field names are snake_case in Python and camelCase on the wire.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from maxtune.contract.modes import Mode
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire; unknown fields ignored so newer writers don't break older readers."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", use_enum_values=False
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON-ready form the API server stores."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+NonNegInt = Annotated[int, Field(ge=0)]
+SmCount = Annotated[int, Field(ge=1, le=100_000, description="Streaming multiprocessors")]
+Seconds = Annotated[float, Field(ge=0)]
+TorchMinor = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]+\.[0-9]+$",
+        description="torch MAJOR.MINOR whose is_big_gpu rule applies, e.g. 2.11",
+    ),
+]
+EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$", max_length=128)]
+Reason = Annotated[str, Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=64)]
+
+
+# ---------------------------------------------------------------- GPUNodeProfile
+
+
+class Condition(ApiModel):
+    """Kubernetes-style condition; types: Inventoried, GemmMeasured, CompileMeasured, Ready."""
+
+    type: Annotated[str, Field(max_length=64)]
+    status: Literal["True", "False", "Unknown"]
+    reason: Reason
+    message: Annotated[str, Field(max_length=4096)] = ""
+    last_transition_time: datetime
+
+
+class GateVerdict(ApiModel):
+    """is_big_gpu's answer for this device under `torch_version`, and the rule that gave it."""
+
+    capable: bool
+    rule: str
+    torch_version: TorchMinor
+
+
+class GemmMeasurement(ApiModel):
+    """The project's reference Triton GEMM, autotuned on the node, against cuBLAS (same run)."""
+
+    ok: bool
+    reason: Reason | None = None
+    message: str | None = None
+    size: Annotated[int, Field(ge=1)]
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    best_config: str | None = None
+    configs_tried: NonNegInt = 0
+    triton_flops: Annotated[float, Field(ge=0, description="FLOP/s of the tuned Triton GEMM")] = 0.0
+    cublas_flops: Annotated[float, Field(ge=0, description="FLOP/s of cuBLAS, same run")] = 0.0
+    ratio_to_cublas: Annotated[float, Field(ge=0)] = 0.0
+    autotune_seconds: Seconds = 0.0
+    rel_error: Annotated[float, Field(ge=0)] | None = None
+
+
+class ModeTiming(ApiModel):
+    """Step and compile time of the reference block under one torch.compile mode."""
+
+    mode: Mode
+    step_seconds: Annotated[float, Field(gt=0)]
+    compile_seconds: Seconds
+    gain: float = Field(description="default step time / this step time - 1 (positive = faster)")
+
+
+class CompileMeasurement(ApiModel):
+    """torch.compile default against max-autotune (with and without CUDA graphs), measured."""
+
+    ok: bool
+    reason: Reason | None = None
+    message: str | None = None
+    block: str = Field(description="The reference block and its shapes")
+    eager_step_seconds: Annotated[float, Field(ge=0)] | None = None
+    modes: list[ModeTiming] = []
+
+
+class Measurements(ApiModel):
+    gemm: list[GemmMeasurement] = []
+    compile: CompileMeasurement | None = None
+
+
+class MigInstance(ApiModel):
+    """A MIG compute instance, scheduled as nvidia.com/mig-<profile>; SMs read from NVML."""
+
+    profile: Annotated[str, Field(pattern=r"^[0-9a-z.+]+$", max_length=48)]
+    resource: Annotated[str, Field(pattern=r"^nvidia\.com/mig-[0-9a-z.+]+$")]
+    uuid: str | None = None
+    gpu_instance_id: NonNegInt | None = None
+    compute_instance_id: NonNegInt | None = None
+    sm_count: SmCount | None = None
+    gpu_class: str
+    verdict: GateVerdict
+
+
+class Gpu(ApiModel):
+    """One physical GPU as the agent found it."""
+
+    index: NonNegInt
+    uuid: str
+    product: str
+    memory_mib: NonNegInt
+    compute_capability: Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]+$")]
+    sm_count: SmCount | None = Field(
+        default=None, description="CUDA MULTIPROCESSOR_COUNT; absent when it could not be read"
+    )
+    mig_enabled: bool = False
+    resource: str | None = Field(
+        default=None, description="nvidia.com/gpu when schedulable whole; absent under MIG"
+    )
+    gpu_class: str
+    verdict: GateVerdict
+    mig_instances: list[MigInstance] = []
+    measurements: Measurements | None = None
+
+
+class Software(ApiModel):
+    agent_version: str
+    driver_version: str | None = None
+    cuda_driver_version: str | None = None
+    torch_version: str | None = None
+    triton_version: str | None = None
+    nvml_version: str | None = None
+
+
+class ResourceSummary(ApiModel):
+    """What a pod requesting `name` gets on this node: the webhook decides from this."""
+
+    name: Annotated[str, Field(pattern=r"^nvidia\.com/(gpu|mig-[0-9a-z.+]+)$")]
+    count: NonNegInt
+    sm_count: SmCount | None = None
+    capable: bool
+    gpu_class: str
+    recommended_mode: Mode
+    measured_gain: float | None = None
+
+
+class ProfileSummary(ApiModel):
+    """The node at a glance (printer columns and the node labels come from here)."""
+
+    gpus: NonNegInt
+    sm_count: SmCount | None = None
+    capable: bool
+    recommended_mode: Mode
+    gpu_class: str | None = None
+
+
+class ProfileSpec(ApiModel):
+    node_name: Annotated[str, Field(min_length=1, max_length=253)]
+
+
+class ProfileStatus(ApiModel):
+    source: Literal["nvml", "simulation", "none"]
+    simulation: str | None = Field(
+        default=None, description="Name of the simulated fleet file; set only for simulations"
+    )
+    level: Literal["inventory", "gemm", "full"]
+    heartbeat_time: datetime
+    measured_time: datetime | None = None
+    fingerprint: str = Field(description="Hash of hardware, driver and torch; re-measure on change")
+    software: Software
+    gpus: list[Gpu] = []
+    resources: list[ResourceSummary] = []
+    summary: ProfileSummary
+    conditions: list[Condition] = []
+
+
+class ObjectMeta(ApiModel):
+    name: str
+    namespace: str | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    resource_version: str | None = None
+    uid: str | None = None
+    creation_timestamp: datetime | None = None
+
+
+class GPUNodeProfile(ApiModel):
+    """One per node, named after it, written by that node's agent."""
+
+    crd_plural: ClassVar[str] = "gpunodeprofiles"
+    crd_singular: ClassVar[str] = "gpunodeprofile"
+    crd_short_names: ClassVar[tuple[str, ...]] = ("gnp", "gpuprofile")
+    crd_scope: ClassVar[str] = "Cluster"
+    crd_printer_columns: ClassVar[tuple[tuple[str, str, str, str], ...]] = (
+        # name, type, jsonPath, description
+        ("GPUs", "integer", ".status.summary.gpus", "GPUs on the node"),
+        ("SMs", "integer", ".status.summary.smCount", "Smallest SM count among whole GPUs"),
+        ("Capable", "boolean", ".status.summary.capable", "Passes the max-autotune gate"),
+        ("Mode", "string", ".status.summary.recommendedMode", "Recommended torch.compile mode"),
+        ("Class", "string", ".status.summary.gpuClass", "GPU class key"),
+        ("Age", "date", ".metadata.creationTimestamp", ""),
+    )
+    crd_validations: ClassVar[tuple[dict[str, str], ...]] = (
+        {
+            "rule": "self.metadata.name == self.spec.nodeName",
+            "message": "a GPUNodeProfile is named after its node: metadata.name must equal "
+            "spec.nodeName",
+        },
+    )
+
+    api_version: Literal["maxtune.io/v1alpha1"] = "maxtune.io/v1alpha1"
+    kind: Literal["GPUNodeProfile"] = "GPUNodeProfile"
+    metadata: ObjectMeta
+    spec: ProfileSpec
+    status: ProfileStatus | None = None
+
+
+# ---------------------------------------------------------------- AutotunePolicy
+
+
+class TorchRule(ApiModel):
+    version: TorchMinor | None = Field(
+        default=None,
+        description="torch MAJOR.MINOR of the workloads; decides the is_big_gpu rule. "
+        "Absent: the newest rule maxtune knows.",
+    )
+
+
+class Recipe(ApiModel):
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment variables set on GPU containers for this mode",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(k, k.matches('^[A-Z_][A-Z0-9_]*$'))",
+                    "message": "recipe env names must be environment variable names such as "
+                    "TORCHINDUCTOR_MAX_AUTOTUNE (upper case, digits, underscores)",
+                }
+            ]
+        },
+    )
+
+
+class PolicySpec(ApiModel):
+    torch: TorchRule = Field(default_factory=TorchRule)
+    steering: Literal["require", "none"] = Field(
+        default="require",
+        description="require: add node affinity so a pod lands where its settings hold; "
+        "none: keep placement and choose settings valid on every node the pod may land on",
+    )
+    min_measured_gain: Annotated[float, Field(ge=0, le=10)] = Field(
+        default=0.03,
+        description="Smallest measured speed-up over default mode (0.03 = 3%) before a "
+        "max-autotune mode is recommended",
+    )
+    namespaces: list[Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=list, description="Namespaces this policy applies to; empty: all"
+    )
+    stale_after_seconds: Annotated[int, Field(ge=30, le=86_400)] = Field(
+        default=300, description="A profile without a heartbeat for this long loses its labels"
+    )
+    recipes: dict[str, Recipe] = Field(
+        default_factory=dict,
+        description="Per-mode environment overrides (keys: default, max-autotune, "
+        "max-autotune-no-cudagraphs); absent modes use maxtune's built-in recipes",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(k, k in ['default', 'max-autotune', "
+                    "'max-autotune-no-cudagraphs'])",
+                    "message": "recipes keys must be torch.compile modes: default, "
+                    "max-autotune or max-autotune-no-cudagraphs",
+                }
+            ]
+        },
+    )
+
+
+class AutotunePolicy(ApiModel):
+    """The knobs: torch rule, recipes per mode, steering, namespaces, minimum measured gain."""
+
+    crd_plural: ClassVar[str] = "autotunepolicies"
+    crd_singular: ClassVar[str] = "autotunepolicy"
+    crd_short_names: ClassVar[tuple[str, ...]] = ("atp",)
+    crd_scope: ClassVar[str] = "Cluster"
+    crd_printer_columns: ClassVar[tuple[tuple[str, str, str, str], ...]] = (
+        ("Torch", "string", ".spec.torch.version", "torch rule"),
+        ("Steering", "string", ".spec.steering", "require or none"),
+        ("Min-Gain", "number", ".spec.minMeasuredGain", "Smallest measured gain"),
+        ("Age", "date", ".metadata.creationTimestamp", ""),
+    )
+    crd_validations: ClassVar[tuple[dict[str, str], ...]] = ()
+
+    api_version: Literal["maxtune.io/v1alpha1"] = "maxtune.io/v1alpha1"
+    kind: Literal["AutotunePolicy"] = "AutotunePolicy"
+    metadata: ObjectMeta
+    spec: PolicySpec = Field(default_factory=PolicySpec)
