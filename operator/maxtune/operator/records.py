@@ -1,0 +1,155 @@
+"""The few facts the operator keeps about each cluster object, read from raw API bodies.
+
+Watch events carry whole objects; a 2,000-node fleet must not keep 2,000 full
+Node bodies (status images, conditions, addresses) in memory. Each reader here
+keeps exactly what the labeller and the webhook decide from, as small frozen
+records, and never raises on odd input: a malformed object yields a record
+that simply offers nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from maxtune.contract.models import AutotunePolicy, ProfileStatus
+from maxtune.contract.names import INJECT_NAMESPACE_ON, LABEL_INJECT, PREFIX, is_gpu_resource
+from maxtune.operator.quantity import parse_count
+
+log = logging.getLogger(__name__)
+
+# Taints that keep pods away at scheduling time; PreferNoSchedule is only a preference.
+HARD_EFFECTS: Final = frozenset({"NoSchedule", "NoExecute"})
+UNSCHEDULABLE_TAINT: Final = "node.kubernetes.io/unschedulable"
+
+
+def as_dict(value: object) -> Mapping[str, Any]:
+    """`value` if it is a JSON object, else an empty one (odd input never raises)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def as_list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def resource_version_number(rv: str) -> int | None:
+    """etcd-backed API servers issue increasing integers; None when this one does not."""
+    return int(rv) if rv.isdigit() else None
+
+
+@dataclass(frozen=True, slots=True)
+class Taint:
+    key: str
+    value: str
+    effect: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    name: str
+    uid: str
+    resource_version: str
+    labels: Mapping[str, str]
+    taints: tuple[Taint, ...]  # NoSchedule/NoExecute only (cordon included)
+    gpus: Mapping[str, int]  # allocatable GPU resources with a positive count
+
+    def maxtune_labels(self) -> dict[str, str]:
+        return {k: v for k, v in self.labels.items() if k.startswith(PREFIX)}
+
+    def same_shape(self, other: NodeRecord) -> bool:
+        """Equal in everything the operator decides from (resourceVersion aside)."""
+        return (
+            self.labels == other.labels
+            and self.taints == other.taints
+            and self.gpus == other.gpus
+            and self.uid == other.uid
+        )
+
+
+def read_node(body: Mapping[str, Any]) -> NodeRecord | None:
+    meta = as_dict(body.get("metadata"))
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        return None
+    labels = {k: v for k, v in as_dict(meta.get("labels")).items() if isinstance(v, str)}
+    spec = as_dict(body.get("spec"))
+    taints: list[Taint] = []
+    for raw in as_list(spec.get("taints")):
+        taint = as_dict(raw)
+        effect = taint.get("effect")
+        if effect in HARD_EFFECTS:
+            taints.append(
+                Taint(str(taint.get("key") or ""), str(taint.get("value") or ""), str(effect))
+            )
+    if spec.get("unschedulable") is True and not any(t.key == UNSCHEDULABLE_TAINT for t in taints):
+        taints.append(Taint(UNSCHEDULABLE_TAINT, "", "NoSchedule"))
+    gpus: dict[str, int] = {}
+    for resource, quantity in as_dict(as_dict(body.get("status")).get("allocatable")).items():
+        if isinstance(resource, str) and is_gpu_resource(resource):
+            count = parse_count(quantity)
+            if count:
+                gpus[resource] = count
+    return NodeRecord(
+        name=name,
+        uid=str(meta.get("uid") or ""),
+        resource_version=str(meta.get("resourceVersion") or ""),
+        labels=labels,
+        taints=tuple(sorted(taints, key=lambda t: (t.key, t.value, t.effect))),
+        gpus=gpus,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRecord:
+    name: str
+    uid: str
+    resource_version: str
+    node_name: str
+    status: ProfileStatus | None
+    heartbeat: float | None  # POSIX seconds of status.heartbeatTime
+    problem: str | None  # why the status could not be used, for `maxtune status`
+
+
+def read_profile(body: Mapping[str, Any]) -> ProfileRecord | None:
+    meta = as_dict(body.get("metadata"))
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        return None
+    node_name = as_dict(body.get("spec")).get("nodeName")
+    raw_status = body.get("status")
+    status: ProfileStatus | None = None
+    problem: str | None = None
+    if raw_status is None:
+        problem = "no status yet"
+    else:
+        try:
+            status = ProfileStatus.model_validate(raw_status)
+        except ValidationError as exc:
+            problem = f"status does not validate: {exc.error_count()} error(s)"
+            log.warning("GPUNodeProfile %s: %s", name, problem)
+    return ProfileRecord(
+        name=name,
+        uid=str(meta.get("uid") or ""),
+        resource_version=str(meta.get("resourceVersion") or ""),
+        node_name=node_name if isinstance(node_name, str) and node_name else name,
+        status=status,
+        heartbeat=status.heartbeat_time.timestamp() if status is not None else None,
+        problem=problem,
+    )
+
+
+def read_policy(body: Mapping[str, Any]) -> AutotunePolicy | None:
+    try:
+        return AutotunePolicy.model_validate(dict(body))
+    except ValidationError as exc:
+        name = as_dict(body.get("metadata")).get("name")
+        log.warning("AutotunePolicy %s ignored: %s", name, exc)
+        return None
+
+
+def namespace_opted_in(labels: Mapping[str, Any]) -> bool:
+    return labels.get(LABEL_INJECT) == INJECT_NAMESPACE_ON

@@ -1,0 +1,412 @@
+"""The webhook's rule on many shapes of pods, against a mixed fleet (pure, no cluster)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import jsonpatch
+import opkit
+import pytest
+from opkit import H100, RTX3070, T4, Fleet, gpu_container, mixed_fleet, pod
+
+from maxtune.contract.models import AutotunePolicy
+from maxtune.contract.names import ANNOTATION_DECISION, LABEL_CLASS, LABEL_MODE
+from maxtune.operator.decision import Decision, Skip, decide
+from maxtune.operator.patch import build, escape
+
+H100_CLASS = "nvidia-h100-80gb-hbm3-132sm"
+A100_CLASS = "nvidia-a100-sxm4-40gb-108sm"
+MAX = {
+    "TORCHINDUCTOR_MAX_AUTOTUNE": "1",
+    "TORCHINDUCTOR_COORDINATE_DESCENT_TUNING": "1",
+    "TORCHINDUCTOR_CUDAGRAPHS": "1",
+}
+
+
+def run(fleet: Fleet, obj: dict[str, Any], namespace: str = "team") -> Decision | Skip:
+    return decide(
+        obj,
+        namespace=namespace,
+        fleet=fleet.state,
+        own_namespace="maxtune-system",
+        now=opkit.now(),
+        version="test",
+    )
+
+
+def mutate(
+    fleet: Fleet, obj: dict[str, Any], namespace: str = "team"
+) -> tuple[dict[str, Any], Decision]:
+    """Decide, patch, apply with the jsonpatch library, and check the second pass is a no-op."""
+    decision = run(fleet, obj, namespace)
+    assert isinstance(decision, Decision), decision
+    ops = build(obj, decision)
+    result: dict[str, Any] = jsonpatch.apply_patch(obj, ops)
+    again = run(fleet, result, namespace)
+    assert isinstance(again, Decision)
+    assert build(result, again) == [], "second pass must be empty"
+    return result, decision
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def annotation(obj: dict[str, Any]) -> dict[str, Any]:
+    parsed: dict[str, Any] = json.loads(obj["metadata"]["annotations"][ANNOTATION_DECISION])
+    return parsed
+
+
+def required_terms(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    terms: list[dict[str, Any]] = obj["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    return terms
+
+
+# ---------------------------------------------------------------- opt-in
+
+
+@pytest.mark.parametrize(
+    ("labels", "ns_enabled", "namespace", "expected"),
+    [
+        ({}, False, "team", "not opted in"),
+        ({"maxtune.io/inject": "false"}, True, "team", "pod opted out"),
+        (
+            {"maxtune.io/inject": "true"},
+            False,
+            "kube-system",
+            "namespace kube-system is never mutated",
+        ),
+        (
+            {"maxtune.io/inject": "true"},
+            False,
+            "maxtune-system",
+            "namespace maxtune-system is never mutated",
+        ),
+        ({"maxtune.io/inject": "yes"}, False, "team", "not opted in"),
+    ],
+)
+def test_opt_in_rules_leave_pods_alone(
+    labels: dict[str, str], ns_enabled: bool, namespace: str, expected: str
+) -> None:
+    fleet = mixed_fleet()
+    fleet.state.set_namespace(namespace, opted_in=ns_enabled)
+    obj = pod()
+    obj["metadata"]["labels"] = labels
+    result = run(fleet, obj, namespace)
+    assert isinstance(result, Skip)
+    assert result.reason == expected
+
+
+def test_namespace_label_opts_pods_in() -> None:
+    fleet = mixed_fleet()
+    fleet.state.set_namespace("ml", opted_in=True)
+    obj = pod()
+    del obj["metadata"]["labels"]["maxtune.io/inject"]
+    assert isinstance(run(fleet, obj, "ml"), Decision)
+
+
+def test_pod_without_gpu_gets_no_patch() -> None:
+    result = run(mixed_fleet(), pod({"name": "cpu", "resources": {"limits": {"cpu": "2"}}}))
+    assert isinstance(result, Skip) and result.result == "unchanged"
+
+
+# ---------------------------------------------------------------- steering require
+
+
+def test_require_steers_whole_gpu_pod_to_the_class_where_max_autotune_pays() -> None:
+    fleet = mixed_fleet()
+    result, decision = mutate(fleet, pod())
+    assert decision.steered and decision.classes == (H100_CLASS,)
+    assert env_of(result["spec"]["containers"][0]) == MAX
+    assert required_terms(result) == [
+        {"matchExpressions": [{"key": LABEL_CLASS, "operator": "In", "values": [H100_CLASS]}]}
+    ]
+    note = annotation(result)
+    assert note["mode"] == "max-autotune" and note["steered"] is True
+    assert note["containers"] == {"main": "max-autotune"} and note["policy"] == "builtin"
+
+
+def test_require_uses_mode_label_when_a_class_is_mixed() -> None:
+    """Two A100 nodes: one measured faster with max-autotune, one slower."""
+    fleet = mixed_fleet()
+    obj = pod(spec={"nodeSelector": {LABEL_CLASS: A100_CLASS}})
+    result, decision = mutate(fleet, obj)
+    assert decision.steered
+    assert required_terms(result)[0]["matchExpressions"] == [
+        {"key": LABEL_CLASS, "operator": "In", "values": [A100_CLASS]},
+        {"key": LABEL_MODE, "operator": "In", "values": ["max-autotune"]},
+    ]
+    assert env_of(result["spec"]["containers"][0]) == MAX
+
+
+def test_require_ands_into_every_existing_term_and_skips_empty_ones() -> None:
+    fleet = mixed_fleet()
+    terms = [
+        {
+            "matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": ["h100-a", "t4-a"]}
+            ]
+        },
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["h100-b"]}]},
+        {},
+    ]
+    obj = pod(
+        spec={
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}
+                }
+            }
+        }
+    )
+    result, _decision = mutate(fleet, obj)
+    expr = {"key": LABEL_CLASS, "operator": "In", "values": [H100_CLASS]}
+    got = required_terms(result)
+    assert got[0]["matchExpressions"][-1] == expr
+    assert got[1]["matchExpressions"] == [expr] and got[1]["matchFields"] == terms[1]["matchFields"]
+    assert got[2] == {}
+
+
+def test_default_best_means_no_steering_and_no_env() -> None:
+    fleet = Fleet()
+    fleet.add("rtx", RTX3070, 2)
+    fleet.add("t4", T4, 4)
+    result, decision = mutate(fleet, pod())
+    assert not decision.steered and decision.mode is not None and decision.mode.value == "default"
+    assert "env" not in result["spec"]["containers"][0]
+    assert "affinity" not in result["spec"]
+    assert "default is the strongest mode" in decision.reason
+
+
+def test_mig_pod_gets_default_on_mig_nodes() -> None:
+    fleet = mixed_fleet()
+    result, decision = mutate(fleet, pod(gpu_container(resource="nvidia.com/mig-1g.10gb")))
+    assert decision.mode is not None and decision.mode.value == "default"
+    assert not decision.steered and "env" not in result["spec"]["containers"][0]
+    assert decision.classes == ("nvidia-h100-80gb-hbm3-mig-1g.10gb-16sm",)
+
+
+def test_unknown_resource_has_no_candidates() -> None:
+    result, decision = mutate(mixed_fleet(), pod(gpu_container(resource="nvidia.com/mig-9g.999gb")))
+    assert decision.mode is None
+    assert decision.reason == "no node the pod may land on offers nvidia.com/mig-9g.999gb"
+    assert annotation(result)["mode"] is None
+    assert "env" not in result["spec"]["containers"][0]
+
+
+def test_too_many_gpus_for_any_node_has_no_candidates() -> None:
+    _, decision = mutate(mixed_fleet(), pod(gpu_container(count="16")))
+    assert decision.mode is None
+
+
+# ---------------------------------------------------------------- steering none
+
+
+def test_steering_none_keeps_placement_and_takes_weakest() -> None:
+    fleet = mixed_fleet()
+    fleet.state.upsert_policy(
+        AutotunePolicy.model_validate(
+            {"metadata": {"name": "default", "resourceVersion": "5"}, "spec": {"steering": "none"}}
+        )
+    )
+    result, decision = mutate(fleet, pod())
+    assert not decision.steered and "affinity" not in result["spec"]
+    assert decision.mode is not None and decision.mode.value == "default"
+    # Restricted by the pod's own selector to H100s, the weakest is max-autotune.
+    result, decision = mutate(fleet, pod(spec={"nodeSelector": {LABEL_CLASS: H100_CLASS}}))
+    assert env_of(result["spec"]["containers"][0]) == MAX and not decision.steered
+
+
+def strict_policy(min_gain: float, rv: str = "7") -> AutotunePolicy:
+    return AutotunePolicy.model_validate(
+        {
+            "metadata": {"name": "strict", "resourceVersion": rv},
+            "spec": {
+                "namespaces": ["team"],
+                "minMeasuredGain": min_gain,
+                "recipes": {"max-autotune": {"env": {"TORCHINDUCTOR_MAX_AUTOTUNE": "1"}}},
+            },
+        }
+    )
+
+
+def test_namespace_policy_recipes_and_min_gain_apply() -> None:
+    fleet = mixed_fleet()
+    # A 7% bar: both H100s still pay, the good A100 (5-6%) no longer does.
+    fleet.state.upsert_policy(strict_policy(0.07))
+    result, decision = mutate(fleet, pod(spec={"nodeSelector": {"kubernetes.io/arch": "amd64"}}))
+    assert decision.mode is None  # no node carries that label in this fleet
+    result, decision = mutate(fleet, pod())
+    assert decision.policy == "strict" and decision.steered and decision.classes == (H100_CLASS,)
+    assert env_of(result["spec"]["containers"][0]) == {"TORCHINDUCTOR_MAX_AUTOTUNE": "1"}
+    # Another namespace keeps the cluster's (built-in) policy and its recipes.
+    other, decision = mutate(fleet, pod(), namespace="elsewhere")
+    assert decision.policy == "builtin" and env_of(other["spec"]["containers"][0]) == MAX
+
+
+def test_policy_labels_cannot_express_falls_back_to_weakest() -> None:
+    """A 10% bar splits the H100 class (8% vs 12%) where node labels (cluster policy) cannot."""
+    fleet = mixed_fleet()
+    fleet.state.upsert_policy(strict_policy(0.10))
+    result, decision = mutate(fleet, pod())
+    assert not decision.steered and decision.mode is not None and decision.mode.value == "default"
+    assert "labels" in decision.reason and "affinity" not in result["spec"]
+
+
+# ---------------------------------------------------------------- user settings
+
+
+def test_user_variables_are_never_overridden() -> None:
+    fleet = mixed_fleet()
+    c = gpu_container(
+        env=[{"name": "TORCHINDUCTOR_MAX_AUTOTUNE", "value": "0"}, {"name": "X", "value": "y"}]
+    )
+    result, _decision = mutate(fleet, pod(c))
+    env = env_of(result["spec"]["containers"][0])
+    assert env["TORCHINDUCTOR_MAX_AUTOTUNE"] == "0" and env["X"] == "y"
+    assert env["TORCHINDUCTOR_CUDAGRAPHS"] == "1"
+    assert annotation(result)["userSet"] == ["TORCHINDUCTOR_MAX_AUTOTUNE"]
+
+
+def test_value_from_counts_as_set() -> None:
+    c = gpu_container(
+        env=[
+            {
+                "name": "TORCHINDUCTOR_CUDAGRAPHS",
+                "valueFrom": {"configMapKeyRef": {"name": "a", "key": "b"}},
+            }
+        ]
+    )
+    result, _ = mutate(mixed_fleet(), pod(c))
+    entries = [
+        e for e in result["spec"]["containers"][0]["env"] if e["name"] == "TORCHINDUCTOR_CUDAGRAPHS"
+    ]
+    assert len(entries) == 1 and "valueFrom" in entries[0]
+
+
+def test_env_from_leaves_the_container_untouched() -> None:
+    c = gpu_container(envFrom=[{"configMapRef": {"name": "settings"}}])
+    result, _ = mutate(mixed_fleet(), pod(c))
+    assert "env" not in result["spec"]["containers"][0]
+    assert "envFrom" in annotation(result)["untouched"]["main"]
+
+
+def test_only_gpu_containers_and_gpu_init_containers_get_env() -> None:
+    spec = {
+        "initContainers": [
+            {"name": "warm", "resources": {"limits": {"nvidia.com/gpu": "1"}}},
+            {"name": "fetch", "image": "busybox"},
+        ]
+    }
+    obj = pod(gpu_container("train", env=[]), {"name": "sidecar", "image": "log"}, spec=spec)
+    result, decision = mutate(mixed_fleet(), obj)
+    assert env_of(result["spec"]["containers"][0]) == MAX
+    assert "env" not in result["spec"]["containers"][1]
+    assert env_of(result["spec"]["initContainers"][0]) == MAX
+    assert "env" not in result["spec"]["initContainers"][1]
+    assert {c.name for c in decision.containers} == {"train", "warm"}
+
+
+def test_existing_annotations_and_affinity_are_kept() -> None:
+    obj = pod(
+        annotations={"a/b~c": "1"},
+        spec={
+            "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}}
+        },
+    )
+    result, _ = mutate(mixed_fleet(), obj)
+    assert result["metadata"]["annotations"]["a/b~c"] == "1"
+    assert "podAntiAffinity" in result["spec"]["affinity"]
+    assert escape("maxtune.io/decision") == "maxtune.io~1decision"
+    assert escape("a~/b") == "a~0~1b"
+
+
+def test_stale_decision_annotation_is_replaced() -> None:
+    obj = pod(annotations={ANNOTATION_DECISION: '{"mode":"bogus"}'})
+    result, _ = mutate(mixed_fleet(), obj)
+    assert annotation(result)["mode"] == "max-autotune"
+
+
+# ---------------------------------------------------------------- selectors and taints
+
+
+def test_untolerated_taint_removes_a_node() -> None:
+    fleet = Fleet()
+    fleet.add(
+        "h100-tainted",
+        H100,
+        taints=[{"key": "dedicated", "value": "infer", "effect": "NoSchedule"}],
+    )
+    fleet.add("t4", T4, 4)
+    _, decision = mutate(fleet, pod())
+    assert decision.mode is not None and decision.mode.value == "default"
+    tolerating = pod(spec={"tolerations": [{"key": "dedicated", "operator": "Exists"}]})
+    _, decision = mutate(fleet, tolerating)
+    assert decision.steered and decision.classes == (H100_CLASS,)
+
+
+def test_prefer_no_schedule_taint_is_ignored() -> None:
+    fleet = Fleet()
+    fleet.add("h100", H100, taints=[{"key": "x", "value": "", "effect": "PreferNoSchedule"}])
+    _, decision = mutate(fleet, pod())
+    assert decision.steered
+
+
+def test_node_name_fixes_the_node_without_affinity() -> None:
+    result, decision = mutate(mixed_fleet(), pod(spec={"nodeName": "h100-a"}))
+    assert not decision.steered and "affinity" not in result["spec"]
+    assert env_of(result["spec"]["containers"][0]) == MAX
+
+
+# ---------------------------------------------------------------- unknown and stale nodes
+
+
+def test_stale_profile_counts_as_unknown() -> None:
+    fleet = Fleet()
+    fleet.add("h100-old", H100, heartbeat=opkit.stale())
+    _, decision = mutate(fleet, pod())
+    assert decision.mode is None and "current profile" in decision.reason
+
+
+def test_node_without_profile_steers_away_under_require_and_forces_default_under_none() -> None:
+    fleet = Fleet()
+    fleet.add("h100", H100)
+    fleet.add("mystery", H100, with_profile=False)
+    _, decision = mutate(fleet, pod())
+    assert decision.steered and decision.mode is not None and decision.mode.value == "max-autotune"
+    fleet.state.upsert_policy(
+        AutotunePolicy.model_validate(
+            {"metadata": {"name": "default", "resourceVersion": "2"}, "spec": {"steering": "none"}}
+        )
+    )
+    _, decision = mutate(fleet, pod())
+    assert decision.mode is not None and decision.mode.value == "default"
+    assert "no current profile" in decision.reason
+
+
+def test_labels_not_yet_written_mean_no_steering() -> None:
+    fleet = Fleet()
+    fleet.add("h100", H100, synced=False)
+    fleet.add("t4", T4, synced=False)
+    result, decision = mutate(fleet, pod())
+    assert not decision.steered and "affinity" not in result["spec"]
+    assert "labels" in decision.reason
+
+
+def test_patch_is_valid_for_odd_but_accepted_shapes() -> None:
+    fleet = mixed_fleet()
+    obj = pod(gpu_container(env=None))
+    obj["metadata"]["annotations"] = None
+    obj["spec"]["affinity"] = {
+        "nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}
+    }
+    result, _ = mutate(fleet, copy.deepcopy(obj))
+    assert env_of(result["spec"]["containers"][0]) == MAX
+    assert (
+        "preferredDuringSchedulingIgnoredDuringExecution"
+        in result["spec"]["affinity"]["nodeAffinity"]
+    )
