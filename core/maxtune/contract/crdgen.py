@@ -37,7 +37,7 @@ def _resolve(node: Any, defs: dict[str, Schema]) -> Any:
 
 
 def _fold(node: Any) -> Any:
-    """Fold `anyOf: [X, null]` into X, and `const` into a one-value enum."""
+    """Fold `anyOf: [X, null]` into X, `const` into a one-value enum, bounds into v3.0 form."""
     if isinstance(node, list):
         return [_fold(item) for item in node]
     if not isinstance(node, dict):
@@ -56,6 +56,12 @@ def _fold(node: Any) -> Any:
         node.setdefault("type", "string")
     if node.get("default", ...) is None:
         node.pop("default")
+    # JSON Schema 2020 bounds are numbers; OpenAPI v3.0 (Kubernetes) wants a bool flag.
+    for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        value = node.get(bound)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            node[plain] = value
+            node[bound] = True
     return node
 
 

@@ -244,8 +244,9 @@ class TorchRule(ApiModel):
 
 
 class Recipe(ApiModel):
-    env: dict[str, str] = Field(
+    env: dict[str, Annotated[str, Field(max_length=4096)]] = Field(
         default_factory=dict,
+        max_length=64,
         description="Environment variables set on GPU containers for this mode",
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -279,6 +280,7 @@ class PolicySpec(ApiModel):
     )
     recipes: dict[str, Recipe] = Field(
         default_factory=dict,
+        max_length=3,
         description="Per-mode environment overrides (keys: default, max-autotune, "
         "max-autotune-no-cudagraphs); absent modes use maxtune's built-in recipes",
         json_schema_extra={
