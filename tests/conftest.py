@@ -21,7 +21,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from maxtune.localplane import LocalPlane, kwok_node, wait_for, wait_node_ready
+from maxtune.localplane import LocalPlane, kwok_node_model, wait_for, wait_node_ready
 
 # The session's plane, for the report hook (set while the `plane` fixture is live).
 _session: dict[str, LocalPlane] = {}
@@ -104,7 +104,7 @@ def kwok_nodes(k8s: ApiClient) -> Iterator[NodeFactory]:
     ) -> list[str]:
         names = [f"{prefix}-{uuid.uuid4().hex[:8]}" for _ in range(count)]
         for name in names:
-            manifest = kwok_node(
+            manifest = kwok_node_model(
                 name,
                 capacity=capacity if capacity is not None else {"nvidia.com/gpu": 8},
                 labels=labels,

@@ -14,7 +14,7 @@ pinned Go modules (plus kwok for fake GPU nodes and helm for the chart), run on
 """
 
 from maxtune.localplane.build import Binaries, BuildError, binaries, ensure_binaries
-from maxtune.localplane.kwok import KWOK_ANNOTATION, KWOK_SELECTOR, kwok_node
+from maxtune.localplane.kwok import KWOK_ANNOTATION, KWOK_SELECTOR, kwok_node, kwok_node_model
 from maxtune.localplane.plane import LocalPlane, PlaneError
 from maxtune.localplane.waits import wait_for, wait_node_ready, wait_pod_running
 
@@ -28,6 +28,7 @@ __all__ = [
     "binaries",
     "ensure_binaries",
     "kwok_node",
+    "kwok_node_model",
     "wait_for",
     "wait_node_ready",
     "wait_pod_running",

@@ -13,6 +13,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client
+
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_ANNOTATION_VALUE = "fake"
 KWOK_SELECTOR = f"{KWOK_ANNOTATION}={KWOK_ANNOTATION_VALUE}"
@@ -77,3 +79,8 @@ def kwok_node(
         "spec": spec,
         "status": {"capacity": full_capacity, "allocatable": full_allocatable},
     }
+
+
+def kwok_node_model(name: str, **options: Any) -> client.V1Node:
+    """`kwok_node` as the typed client model, for `CoreV1Api.create_node` under mypy."""
+    return client.V1Node.model_validate(kwok_node(name, **options))

@@ -132,6 +132,10 @@ class LocalPlane:
         """What to export so kubectl and helm talk to this plane."""
         return {"KUBECONFIG": str(self.kubeconfig)}
 
+    def readyz(self) -> bool:
+        """Whether the API server answers /readyz with 200 right now."""
+        return _http_ok(f"{self.server}/readyz", self._admin_context())
+
     def running(self) -> bool:
         return bool(self._procs) and all(proc.alive() for proc in self._procs.values())
 
@@ -183,9 +187,11 @@ class LocalPlane:
             _live.add(self)
         try:
             self._start_etcd(binaries)
+            self.timings["etcd_s"] = time.monotonic() - started
             self._start_apiserver(binaries)
             self.timings["readyz_s"] = time.monotonic() - started
             self._start_controllers(binaries)
+            self.timings["controllers_healthy_s"] = time.monotonic() - started
             self._wait_for_default_service_account()
         except BaseException:
             self.stop(keep_state=True)
@@ -194,9 +200,15 @@ class LocalPlane:
         return self
 
     def stop(self, *, keep_state: bool | None = None) -> None:
-        """Stop every component (SIGTERM, then SIGKILL), newest first; idempotent."""
-        procs = [self._procs[name] for name in reversed(ORDER) if name in self._procs]
-        stop(procs)
+        """Stop every component (SIGTERM, then SIGKILL after a grace period); idempotent."""
+        # In tiers: the API server stalls its shutdown while etcd is going away
+        # under it, and clients are best gone before the server they talk to.
+        for tier in (
+            ("kwok", "kube-scheduler", "kube-controller-manager"),
+            ("kube-apiserver",),
+            ("etcd",),
+        ):
+            stop([self._procs[name] for name in tier if name in self._procs])
         with _live_lock:
             _live.discard(self)
         keep = self._keep_state if keep_state is None else keep_state
@@ -212,6 +224,12 @@ class LocalPlane:
         if self._pki is None:
             raise PlaneError("the plane has not been started")
         return self._pki
+
+    def _admin_context(self) -> ssl.SSLContext:
+        pki = self._require_pki()
+        context = ssl.create_default_context(cafile=str(pki.ca_cert))
+        context.load_cert_chain(str(pki.folder / "admin.crt"), str(pki.folder / "admin.key"))
+        return context
 
     def _layout(self) -> comp.Layout:
         return comp.Layout(self.state_dir, self._require_pki())
@@ -301,8 +319,7 @@ class LocalPlane:
     def _start_apiserver(self, binaries: Binaries) -> None:
         layout = self._layout()
         pki = self._require_pki()
-        context = ssl.create_default_context(cafile=str(pki.ca_cert))
-        context.load_cert_chain(str(pki.folder / "admin.crt"), str(pki.folder / "admin.key"))
+        context = self._admin_context()
         etcd_port = self._ports["etcd"]
         self._start_group(
             [
