@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import TypeVar
 
-from maxtune.contract.assess import resources_by_name, summarize
+from maxtune.contract.assess import node_labels, resources_by_name, summarize
 from maxtune.contract.models import AutotunePolicy, ResourceSummary
 from maxtune.contract.policy import cluster_policy, policy_for_namespace
 from maxtune.operator.records import NodeRecord, ProfileRecord, resource_version_number
@@ -63,6 +63,10 @@ class FleetState:
         self._policy_for_ns: dict[str, AutotunePolicy] = {}
         self._cluster_policy: AutotunePolicy | None = None
         self._listeners: list[DirtyListener] = []
+        self._desired: dict[str, tuple[tuple[str, PolicyKey], Mapping[str, str]]] = {}
+        # Which upsert last saw each object; a relist prunes what it did not see since.
+        self._tick = 0
+        self._seen: dict[tuple[str, str], int] = {}
 
     # ------------------------------------------------------------ listeners
 
@@ -74,6 +78,35 @@ class FleetState:
         for listener in list(self._listeners):
             listener(names)
 
+    # ------------------------------------------------------------ bookkeeping for relists
+
+    def tick(self) -> int:
+        return self._tick
+
+    def _stamp(self, kind: str, name: str) -> None:
+        self._tick += 1
+        self._seen[(kind, name)] = self._tick
+
+    def prune(self, kind: str, keep: set[str], before: int) -> list[str]:
+        """Forget objects of `kind` a complete list no longer has, unless seen after `before`.
+
+        Watches do not report objects deleted while they were reconnecting; a
+        periodic relist finds them.
+        """
+        gone = [
+            name
+            for (k, name), stamp in self._seen.items()
+            if k == kind and name not in keep and stamp <= before
+        ]
+        for name in gone:
+            {
+                "node": self.delete_node,
+                "profile": self.delete_profile,
+                "policy": self.delete_policy,
+                "namespace": self.delete_namespace,
+            }[kind](name)
+        return gone
+
     # ------------------------------------------------------------ nodes
 
     @property
@@ -82,6 +115,7 @@ class FleetState:
 
     def upsert_node(self, record: NodeRecord) -> bool:
         """Store the node; True when anything the operator decides from changed."""
+        self._stamp("node", record.name)
         old = self._nodes.get(record.name)
         if old is not None:
             if old.uid == record.uid and not _newer_or_unordered(
@@ -98,6 +132,7 @@ class FleetState:
         return True
 
     def delete_node(self, name: str) -> bool:
+        self._seen.pop(("node", name), None)
         old = self._nodes.pop(name, None)
         if old is None:
             return False
@@ -150,6 +185,7 @@ class FleetState:
         return MappingProxyType(self._profiles)
 
     def upsert_profile(self, record: ProfileRecord) -> bool:
+        self._stamp("profile", record.node_name)
         old = self._profiles.get(record.node_name)
         if old is not None and old.uid == record.uid:
             if not _newer_or_unordered(record.resource_version, old.resource_version):
@@ -157,18 +193,51 @@ class FleetState:
             if old.resource_version == record.resource_version:
                 return False
         self._profiles[record.node_name] = record
-        for cache in self._summaries.values():
-            cache.pop(record.node_name, None)
+        self._forget_derived(record.node_name)
         self._dirty((record.node_name,))
         return True
 
     def delete_profile(self, node_name: str) -> bool:
+        self._seen.pop(("profile", node_name), None)
         if self._profiles.pop(node_name, None) is None:
             return False
-        for cache in self._summaries.values():
-            cache.pop(node_name, None)
+        self._forget_derived(node_name)
         self._dirty((node_name,))
         return True
+
+    def _forget_derived(self, node_name: str) -> None:
+        self._desired.pop(node_name, None)
+        for cache in self._summaries.values():
+            cache.pop(node_name, None)
+
+    def is_stale(self, node_name: str, now: float) -> bool:
+        """The profile's heartbeat is older than the cluster policy allows (or missing)."""
+        profile = self._profiles.get(node_name)
+        if profile is None or profile.heartbeat is None:
+            return True
+        return now - profile.heartbeat > self.cluster_policy().spec.stale_after_seconds
+
+    def desired_labels(self, node_name: str, now: float) -> Mapping[str, str]:
+        """The node's maxtune labels under the cluster policy; empty means none at all.
+
+        A node that is not known, has no profile, a profile without GPUs, or a
+        stale heartbeat gets none. The labels themselves are cached per profile
+        version and policy, so heartbeats and metrics scrapes stay cheap.
+        """
+        profile = self._profiles.get(node_name)
+        if node_name not in self._nodes or profile is None or profile.status is None:
+            return {}
+        if self.is_stale(node_name, now):
+            return {}
+        policy = self.cluster_policy()
+        key = (profile.resource_version, policy_key(policy))
+        cached = self._desired.get(node_name)
+        if cached is None or cached[0] != key:
+            # Staleness is checked above against the wall clock; here the
+            # heartbeat itself is "now", so only the profile and policy decide.
+            labels = node_labels(profile.status, policy.spec, profile.status.heartbeat_time)
+            cached = self._desired[node_name] = (key, MappingProxyType(dict(labels)))
+        return cached[1]
 
     def summaries(self, node_name: str, policy: AutotunePolicy) -> Mapping[str, ResourceSummary]:
         """Per-resource summaries of the node's profile under `policy` (empty: none known)."""
@@ -193,6 +262,7 @@ class FleetState:
         return MappingProxyType(self._policies)
 
     def upsert_policy(self, policy: AutotunePolicy) -> bool:
+        self._stamp("policy", policy.metadata.name)
         old = self._policies.get(policy.metadata.name)
         if old is not None and old.metadata.resource_version == policy.metadata.resource_version:
             return False
@@ -201,6 +271,7 @@ class FleetState:
         return True
 
     def delete_policy(self, name: str) -> bool:
+        self._seen.pop(("policy", name), None)
         if self._policies.pop(name, None) is None:
             return False
         self._policies_changed()
@@ -209,6 +280,7 @@ class FleetState:
     def _policies_changed(self) -> None:
         before = self._cluster_policy
         self._summaries.clear()
+        self._desired.clear()
         self._policy_for_ns.clear()
         self._cluster_policy = None
         after = self.cluster_policy()
@@ -233,13 +305,18 @@ class FleetState:
     # ------------------------------------------------------------ namespaces
 
     def set_namespace(self, name: str, *, opted_in: bool) -> None:
+        self._stamp("namespace", name)
         if opted_in:
             self._inject_namespaces.add(name)
         else:
             self._inject_namespaces.discard(name)
 
-    def delete_namespace(self, name: str) -> None:
+    def delete_namespace(self, name: str) -> bool:
+        self._seen.pop(("namespace", name), None)
+        if name not in self._inject_namespaces:
+            return False
         self._inject_namespaces.discard(name)
+        return True
 
     def namespace_opted_in(self, name: str) -> bool:
         return name in self._inject_namespaces

@@ -1,0 +1,147 @@
+"""`maxtune status`: which GPU nodes are ready for max-autotune, and are their labels right.
+
+One row per node that has GPUs, a profile or maxtune labels: its GPU
+resources, class, SM count, capability and recommended mode (under the
+cluster policy), the measured gain, whether its profile is fresh, and whether
+the node's labels match what the labeller would write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import IO
+
+from maxtune.contract.names import (
+    LABEL_CAPABLE,
+    LABEL_CLASS,
+    LABEL_MODE,
+    LABEL_SM_COUNT,
+    RESOURCE_GPU,
+)
+from maxtune.operator.fleet import FleetState
+from maxtune.operator.kube import Kube, KubeError
+from maxtune.operator.labeller import label_patch
+from maxtune.operator.offline import fleet_from_cluster
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    node: str
+    gpus: str
+    gpu_class: str
+    sm_count: str
+    capable: str
+    mode: str
+    gain: str
+    profile: str
+    labels: str
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.0f}h"
+
+
+def rows(fleet: FleetState, now: float) -> list[Row]:
+    policy = fleet.cluster_policy()
+    names = sorted(
+        {n for n, rec in fleet.nodes.items() if rec.gpus or rec.maxtune_labels()}
+        | set(fleet.profiles)
+    )
+    found = []
+    for name in names:
+        node = fleet.nodes.get(name)
+        profile = fleet.profiles.get(name)
+        desired = fleet.desired_labels(name, now)
+        if profile is None:
+            state = "none"
+        elif profile.status is None:
+            state = f"invalid: {profile.problem}"
+        elif profile.heartbeat is not None:
+            state = ("stale " if fleet.is_stale(name, now) else "fresh ") + _age(
+                now - profile.heartbeat
+            )
+        else:
+            state = "unknown"
+        if node is None:
+            labels = "node gone"
+        elif label_patch(node.labels, desired):
+            labels = "differ" if node.maxtune_labels() else "missing"
+        else:
+            labels = "in sync" if desired else "-"
+        gain = "-"
+        if profile is not None and profile.status is not None and not fleet.is_stale(name, now):
+            whole = fleet.summaries(name, policy).get(RESOURCE_GPU)
+            if whole is not None and whole.measured_gain is not None:
+                gain = f"{whole.measured_gain:+.1%}"
+        gpus = ",".join(
+            f"{r.removeprefix('nvidia.com/')}:{c}"
+            for r, c in sorted((node.gpus if node else {}).items())
+        )
+        found.append(
+            Row(
+                node=name,
+                gpus=gpus or "-",
+                gpu_class=desired.get(LABEL_CLASS, "-"),
+                sm_count=desired.get(LABEL_SM_COUNT, "-"),
+                capable=desired.get(LABEL_CAPABLE, "-"),
+                mode=desired.get(LABEL_MODE, "-"),
+                gain=gain,
+                profile=state,
+                labels=labels,
+            )
+        )
+    return found
+
+
+HEADERS = ("NODE", "GPUS", "CLASS", "SMS", "CAPABLE", "MODE", "GAIN", "PROFILE", "LABELS")
+
+
+def table(found: list[Row]) -> str:
+    cells = [HEADERS, *[tuple(asdict(r).values()) for r in found]]
+    widths = [max(len(str(row[i])) for row in cells) for i in range(len(HEADERS))]
+    return "\n".join(
+        "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )
+
+
+def summary(found: list[Row], fleet: FleetState) -> dict[str, object]:
+    return {
+        "nodes": len(found),
+        "profiles": len(fleet.profiles),
+        "capable": sum(r.capable == "true" for r in found),
+        "stale": sum(r.profile.startswith("stale") for r in found),
+        "labelsOutOfSync": sum(r.labels in ("differ", "missing") for r in found),
+        "classes": sorted({r.gpu_class for r in found if r.gpu_class != "-"}),
+        "policy": fleet.cluster_policy().metadata.name,
+    }
+
+
+def status_command(args: argparse.Namespace, out: IO[str]) -> int:
+    try:
+        fleet = fleet_from_cluster(Kube.connect(args.kubeconfig))
+    except KubeError as exc:
+        raise SystemExit(f"maxtune status: cannot read the cluster: {exc}") from None
+    found = rows(fleet, time.time())
+    facts = summary(found, fleet)
+    if args.json:
+        json.dump({"summary": facts, "nodes": [asdict(r) for r in found]}, out, indent=2)
+        out.write("\n")
+        return 0
+    if not found:
+        out.write("no GPU nodes, profiles or maxtune labels in this cluster\n")
+        return 0
+    out.write(table(found) + "\n\n")
+    out.write(
+        f"{facts['nodes']} GPU node(s), {facts['profiles']} profile(s), "
+        f"{facts['capable']} max-autotune capable, {facts['stale']} stale, "
+        f"{facts['labelsOutOfSync']} with labels out of sync; policy {facts['policy']}\n"
+    )
+    return 0

@@ -1,0 +1,285 @@
+"""`maxtune operator`: the webhook, the watches and the labeller, in one process.
+
+Every replica watches (kopf, on its own thread), keeps its own FleetState and
+serves the webhook from it; only the Lease holder runs the labeller. Start-up
+order: health and metrics first (the kubelet's probes can see us), then the
+webhook (it fails open until the first complete list is in), then the list,
+then leadership. Shutdown: not ready at once, keep answering admissions for a
+short grace (endpoints take a moment to drop us), stop the labeller, give the
+Lease back, stop kopf, close the servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from maxtune.cli.version import VERSION
+from maxtune.operator import server, sync
+from maxtune.operator.fleet import FleetState
+from maxtune.operator.kube import Kube
+from maxtune.operator.labeller import Labeller
+from maxtune.operator.leader import LeaderElector
+from maxtune.operator.metrics import Metrics
+from maxtune.operator.tls import CertReloader, server_context
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorConfig:
+    tls_cert_file: Path
+    tls_key_file: Path
+    identity: str
+    kubeconfig: Path | None = None
+    namespace: str | None = None
+    webhook_host: str = "0.0.0.0"
+    webhook_port: int = 9443
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 8080
+    leader_election: bool = True
+    lease_name: str = "maxtune-labeller"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    relist_seconds: float = 300.0
+    orphan_grace_seconds: float = 60.0
+    tls_reload_seconds: float = 10.0
+    label_concurrency: int = 8
+    shutdown_grace_seconds: float = 3.0
+
+
+class KopfThread:
+    """kopf's watches on a thread and loop of their own; changes are posted to ours."""
+
+    def __init__(self, fleet: FleetState, kube: Kube, loop: asyncio.AbstractEventLoop) -> None:
+        self.fleet = fleet
+        self.kube = kube
+        self.loop = loop
+        self.stop_flag = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._main, name="kopf", daemon=True)
+
+    def deliver(self, change: Callable[[FleetState], object]) -> None:
+        self.loop.call_soon_threadsafe(change, self.fleet)
+
+    def _main(self) -> None:
+        import kopf  # noqa: PLC0415 - only the operator process needs it
+
+        from maxtune.operator import watch  # noqa: PLC0415
+
+        watch.quiet_kopf()
+        try:
+            asyncio.run(
+                kopf.operator(
+                    registry=watch.registry(self.deliver, self.kube),
+                    settings=watch.settings(),
+                    standalone=True,
+                    clusterwide=True,
+                    stop_flag=self.stop_flag,
+                )
+            )
+        except BaseException as exc:
+            self.error = exc
+            log.exception("kopf stopped with an error")
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    async def stop(self, wait_seconds: float = 15.0) -> None:
+        self.stop_flag.set()
+        await asyncio.to_thread(self.thread.join, wait_seconds)
+
+
+class Operator:
+    """The running operator; `serve()` until `stop()` (or SIGTERM in `run`)."""
+
+    def __init__(self, config: OperatorConfig) -> None:
+        self.config = config
+        self.fleet = FleetState()
+        self.metrics = Metrics(VERSION, self.fleet)
+        self.kube = Kube.connect(config.kubeconfig)
+        self.primed = False
+        self.stopping = False
+        self.webhook_port = 0
+        self.metrics_port = 0
+        self.started = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._labeller_task: asyncio.Task[None] | None = None
+        self._kopf: KopfThread | None = None
+        self._elector: LeaderElector | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._runners: list[web.AppRunner] = []
+
+    # ------------------------------------------------------------ probes
+
+    def healthy(self) -> bool:
+        return self._kopf is None or self._kopf.alive() or self.stopping
+
+    def ready(self) -> bool:
+        return self.primed and not self.stopping
+
+    # ------------------------------------------------------------ leadership
+
+    def _start_labeller(self) -> None:
+        self.metrics.leader.set(1)
+        if self._labeller_task is None or self._labeller_task.done():
+            labeller = Labeller(
+                self.fleet,
+                self.kube,
+                self.metrics,
+                concurrency=self.config.label_concurrency,
+                orphan_grace_seconds=self.config.orphan_grace_seconds,
+            )
+            self._labeller_task = asyncio.create_task(labeller.run(), name="labeller")
+
+    def _stop_labeller(self) -> None:
+        self.metrics.leader.set(0)
+        if self._labeller_task is not None:
+            self._labeller_task.cancel()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def serve(self) -> int:
+        """Run until stopped; the exit code is 1 when the watches died under us."""
+        await self._start_servers()
+        self._kopf = KopfThread(self.fleet, self.kube, asyncio.get_running_loop())
+        self._kopf.start()
+        self.started.set()
+        exit_code = 1
+        try:
+            if await self._prime_unless_stopped():
+                self._start_background()
+            exit_code = await self._watch_until_stopped(self._kopf)
+        finally:
+            await self._shutdown(grace=exit_code == 0)
+        return exit_code
+
+    async def _start_servers(self) -> None:
+        cfg = self.config
+        tls = server_context(cfg.tls_cert_file, cfg.tls_key_file)
+        reloader = CertReloader(tls, cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_reload_seconds)
+        self._tasks.append(asyncio.create_task(reloader.run(), name="tls-reload"))
+        health_app = server.health_app(self.metrics, healthy=self.healthy, ready=self.ready)
+        runner, self.metrics_port = await server.start(
+            health_app, cfg.metrics_host, cfg.metrics_port
+        )
+        self._runners.append(runner)
+        webhook_app = server.webhook_app(
+            self.fleet,
+            self.metrics,
+            own_namespace=cfg.namespace,
+            version=VERSION,
+            ready=lambda: self.primed,
+        )
+        runner, self.webhook_port = await server.start(
+            webhook_app, cfg.webhook_host, cfg.webhook_port, tls
+        )
+        self._runners.insert(0, runner)  # closed first on shutdown
+        log.info(
+            "maxtune %s: webhook https://%s:%d/mutate, metrics http://%s:%d/metrics",
+            VERSION,
+            cfg.webhook_host,
+            self.webhook_port,
+            cfg.metrics_host,
+            self.metrics_port,
+        )
+
+    async def _prime_unless_stopped(self) -> bool:
+        primed = asyncio.create_task(sync.prime(self.kube, self.fleet), name="prime")
+        stopped = asyncio.create_task(self._stop.wait())
+        await asyncio.wait({primed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not primed.done():
+            primed.cancel()
+            return False
+        primed.result()
+        self.primed = True
+        self.metrics.ready.set(1)
+        log.info(
+            "cluster state loaded: %d node(s), %d profile(s), %d policy(ies)",
+            len(self.fleet.nodes),
+            len(self.fleet.profiles),
+            len(self.fleet.policies),
+        )
+        return True
+
+    def _start_background(self) -> None:
+        cfg = self.config
+        relist = sync.relist_forever(self.kube, self.fleet, cfg.relist_seconds)
+        self._tasks.append(asyncio.create_task(relist, name="relist"))
+        if not cfg.leader_election:
+            self._start_labeller()
+            return
+        if not cfg.namespace:
+            raise SystemExit("leader election needs --namespace (or POD_NAMESPACE)")
+        self._elector = LeaderElector(
+            self.kube,
+            namespace=cfg.namespace,
+            name=cfg.lease_name,
+            identity=cfg.identity,
+            on_started=self._start_labeller,
+            on_stopped=self._stop_labeller,
+            lease_duration=cfg.lease_duration,
+            renew_deadline=cfg.renew_deadline,
+            retry_period=cfg.retry_period,
+        )
+        self._tasks.append(asyncio.create_task(self._elector.run(), name="leader-election"))
+
+    async def _watch_until_stopped(self, kopf_thread: KopfThread) -> int:
+        while not self._stop.is_set():
+            if not kopf_thread.alive():
+                log.error("the watches stopped; exiting so that the pod is restarted")
+                return 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=1.0)
+        return 0
+
+    async def _shutdown(self, *, grace: bool) -> None:
+        self.stopping = True
+        self.metrics.ready.set(0)
+        if grace and self.config.shutdown_grace_seconds > 0:
+            await asyncio.sleep(self.config.shutdown_grace_seconds)
+        for task in self._tasks:
+            task.cancel()
+        self._stop_labeller()
+        pending = [t for t in (*self._tasks, self._labeller_task) if t is not None]
+        await asyncio.gather(*pending, return_exceptions=True)
+        if self._elector is not None:
+            await self._elector.release()
+        if self._kopf is not None:
+            await self._kopf.stop()
+        for runner in self._runners:
+            await runner.cleanup()
+        self.kube.close()
+
+
+async def _run(config: OperatorConfig) -> int:
+    op = Operator(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, op.stop)
+    return await op.serve()
+
+
+def run(config: OperatorConfig) -> int:
+    # The webhook loop shares the GIL with kopf's thread and API-call threads:
+    # a 1 ms switch interval bounds how long an admission waits behind them.
+    sys.setswitchinterval(0.001)
+    return asyncio.run(_run(config))

@@ -1,0 +1,89 @@
+"""kopf drives the watches; its handlers do nothing but feed FleetState.
+
+Only `@kopf.on.event` handlers: they run for every event and store no progress
+on the objects (no annotations, no finalizers), which is right for a
+level-triggered operator whose state is recomputed from the cluster. kopf runs
+standalone in every replica (no peering: same-priority peers would all pause,
+and paused watches would starve the webhook's picture on standbys), posts no
+Kubernetes Events (2,000 nodes must not make 2,000 Events, and the chart grants
+no `events` permission), lists in pages, and logs warnings only.
+
+kopf runs on its own thread and event loop: when `kopf.operator()` ends it
+cancels every task of its loop that it did not find there at start, and it
+takes over SIGINT/SIGTERM in the main thread. Neither may happen to the
+webhook server or the labeller.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import kopf
+
+from maxtune.contract.names import GROUP, POLICY_PLURAL, PROFILE_PLURAL, VERSION
+from maxtune.operator.fleet import FleetState
+from maxtune.operator.kube import Kube
+from maxtune.operator.sync import Kind, event_change
+
+Deliver = Callable[[Callable[[FleetState], object]], None]
+
+
+def settings(*, list_chunk: int = 500) -> kopf.OperatorSettings:
+    s = kopf.OperatorSettings()
+    s.peering.standalone = True
+    s.peering.clusterwide = True
+    s.posting.enabled = False
+    s.posting.level = logging.ERROR
+    s.watching.chunk_size = list_chunk
+    s.watching.server_timeout = 300
+    s.watching.connect_timeout = 10
+    s.networking.request_timeout = 60
+    s.scanning.disabled = False
+    return s
+
+
+def registry(deliver: Deliver, kube: Kube) -> kopf.OperatorRegistry:
+    """A private registry (never kopf's global one), so tests can run several operators.
+
+    Handlers read each event into a small change and `deliver` it to the loop
+    that owns FleetState (kopf runs on a thread of its own: see runtime.py).
+    """
+    reg = kopf.OperatorRegistry()
+
+    def feed(kind: Kind) -> Any:
+        async def handler(event: dict[str, Any], **_: Any) -> None:
+            change = event_change(kind, event.get("type"), event.get("object") or {})
+            if change is not None:
+                deliver(change)
+
+        handler.__name__ = f"feed_{kind}"
+        return handler
+
+    kopf.on.event("", "v1", "nodes", registry=reg, id="nodes")(feed("node"))
+    kopf.on.event("", "v1", "namespaces", registry=reg, id="namespaces")(feed("namespace"))
+    kopf.on.event(GROUP, VERSION, PROFILE_PLURAL, registry=reg, id="profiles")(feed("profile"))
+    kopf.on.event(GROUP, VERSION, POLICY_PLURAL, registry=reg, id="policies")(feed("policy"))
+
+    @kopf.on.login(registry=reg)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        """The same credentials as our own client: --kubeconfig or the service account."""
+        cfg = kube.configuration
+        return kopf.ConnectionInfo(
+            server=cfg.host,
+            ca_path=cfg.ssl_ca_cert,
+            insecure=not cfg.verify_ssl,
+            certificate_path=cfg.cert_file,
+            private_key_path=cfg.key_file,
+            scheme="Bearer" if kube.bearer_token() else None,
+            token=kube.bearer_token(),
+        )
+
+    return reg
+
+
+def quiet_kopf(level: int = logging.WARNING) -> None:
+    """kopf logs every handler run at INFO; at 2,000 nodes that is noise, not signal."""
+    for name in ("kopf", "kopf.objects", "kopf.activities", "kopf.reactor", "kopf.engines"):
+        logging.getLogger(name).setLevel(level)
