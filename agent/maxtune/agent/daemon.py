@@ -1,0 +1,316 @@
+"""The agent's loop: inventory every interval, measure when the fingerprint asks, publish.
+
+One thread owns publishing. Each round re-inventories (cheap: NVML, plus the
+CUDA driver only when the set of GPUs changed), rebuilds the status with a new
+heartbeat and publishes it. Measurements run in their own thread, started when
+the fingerprint (hardware, driver, torch, triton, level) differs from the one
+the held measurements were taken under, or when a GPU still lacks them (it was
+busy); the loop keeps heartbeating meanwhile and publishes again as soon as
+they land. On start the agent reads its published profile and keeps its
+measurements when the fingerprint matches, so a restart only refreshes it.
+
+A failed measurement holds (the GPU is not capable) and is retried after an
+hour. A failed publish is retried with capped, jittered backoff until the next round;
+the status lives in memory meanwhile and the next success carries everything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from maxtune.agent.backends import Backend
+from maxtune.agent.inventory import Inventory
+from maxtune.agent.measure import GpuOutcome
+from maxtune.agent.metrics import AgentMetrics
+from maxtune.agent.profile import (
+    READY,
+    MeasurementState,
+    build_status,
+    fingerprint,
+    local_policy_spec,
+)
+from maxtune.agent.publish import Backoff, PublishError, Sink
+from maxtune.contract.models import Measurements, PolicySpec, ProfileStatus
+from maxtune.contract.policy import torch_rule
+
+log = logging.getLogger("maxtune.agent")
+
+Clock = Callable[[], datetime]
+# A failed measurement (timeout, crash, lost device) may have been transient:
+# it is retried after this long, and until then the GPU is not capable.
+RETRY_FAILED_S = 3600.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class Agent:
+    """One node's agent. `tick()` is one round; `run(stop)` loops until `stop` is set."""
+
+    def __init__(
+        self,
+        *,
+        node: str,
+        backend: Backend,
+        sink: Sink | None,
+        level: str = "full",
+        interval_s: float = 60.0,
+        metrics: AgentMetrics | None = None,
+        clock: Clock = utc_now,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.node = node
+        self.backend = backend
+        self.sink = sink
+        self.level = level
+        self.interval_s = interval_s
+        self.metrics = metrics or AgentMetrics(node)
+        self.clock = clock
+        self.backoff = backoff or Backoff()
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self.state = MeasurementState()
+        self.latest: ProfileStatus | None = None
+        self.published: ProfileStatus | None = None
+        self.published_at: float | None = None
+        self._previous: ProfileStatus | None = None
+        self._spec: PolicySpec = local_policy_spec()
+        self._measuring: threading.Thread | None = None
+        self.first_complete_publish_s: float | None = None
+
+    # -- readiness ---------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.published is None:
+            return False, "no profile published yet"
+        return True, f"profile published ({self.sink.description if self.sink else 'no sink'})"
+
+    # -- start-up ------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Read our own published profile: its conditions and (if still valid) measurements."""
+        if self.sink is None:
+            return
+        try:
+            profile = self.sink.read(self.node)
+        except PublishError as exc:
+            log.warning("could not read the published profile (%s); starting fresh", exc)
+            return
+        if profile is not None and profile.status is not None:
+            self._previous = profile.status
+            log.info(
+                "found published profile: fingerprint %s, measured %s",
+                profile.status.fingerprint,
+                profile.status.measured_time,
+            )
+
+    # -- one round -----------------------------------------------------------
+
+    def _policy(self) -> PolicySpec:
+        if self.sink is None:
+            return self._spec
+        try:
+            spec = self.sink.policy()
+        except PublishError as exc:
+            log.info("policy not readable (%s); keeping torch rule %s", exc, self._spec.torch)
+            return self._spec
+        if spec is not None:
+            self._spec = spec
+        return self._spec
+
+    def _align_measurements(self, inventory: Inventory, fp: str) -> None:
+        with self._lock:
+            if self.state.fingerprint == fp:
+                return
+            previous = self._previous
+            if previous is not None and previous.fingerprint == fp:
+                self.state = MeasurementState.from_status(previous)
+                log.info("kept the published measurements (fingerprint unchanged: %s)", fp)
+            else:
+                if self.state.fingerprint is not None or previous is not None:
+                    log.info("fingerprint is now %s: measurements will be retaken", fp)
+                self.state = MeasurementState(fingerprint=fp)
+
+    def _missing(self, inventory: Inventory) -> Inventory:
+        """Whole GPUs that lack the level's measurements, or whose failed ones are due a retry."""
+        with self._lock:
+            have = self.state.by_gpu
+            measured = self.state.measured_time
+            retry_failed = measured is not None and (
+                (self.clock() - measured).total_seconds() >= RETRY_FAILED_S
+            )
+            gpus = tuple(
+                g
+                for g in inventory.gpus
+                if not g.mig_enabled
+                and (
+                    g.uuid not in have
+                    or not have[g.uuid].gemm
+                    or (self.level == "full" and have[g.uuid].compile is None)
+                    or (retry_failed and _has_failure(have[g.uuid]))
+                )
+            )
+        return dataclasses.replace(inventory, gpus=gpus)
+
+    def _measure(self, inventory: Inventory, fp: str) -> None:
+        began = time.monotonic()
+        names = ", ".join(str(g.index) for g in inventory.gpus)
+        log.info("measuring GPU(s) %s at level %s", names, self.level)
+        try:
+            outcomes = self.backend.measure(inventory, self.level)
+        except Exception:  # never let a measurement bug kill the agent; say it
+            log.exception("measurement failed unexpectedly")
+            outcomes = {}
+        self._merge(outcomes, fp)
+        stages: dict[str, float] = {"measure_total": time.monotonic() - began}
+        for outcome in outcomes.values():
+            for name, seconds in outcome.stage_seconds.items():
+                stages[name] = max(stages.get(name, 0.0), seconds)
+        self.metrics.observe_stages(stages)
+        log.info(
+            "measurement done in %.1fs (%s)",
+            stages["measure_total"],
+            ", ".join(f"{k} {v:.1f}s" for k, v in stages.items()),
+        )
+        self._wake.set()
+
+    def _merge(self, outcomes: dict[str, GpuOutcome], fp: str) -> None:
+        with self._lock:
+            if self.state.fingerprint != fp:
+                return  # the hardware or software changed while we measured: discard
+            for uuid, outcome in outcomes.items():
+                if outcome.skipped is not None:
+                    self.state.skipped[uuid] = outcome.skipped
+                    log.info("GPU %s not measured: %s", uuid, outcome.skipped[1])
+                elif outcome.measurements is not None:
+                    self.state.by_gpu[uuid] = outcome.measurements
+                    self.state.skipped.pop(uuid, None)
+            self.state.measured_time = self.clock()
+
+    def build(self) -> tuple[ProfileStatus, Inventory]:
+        inventory = self.backend.inventory()
+        software = self.backend.software(inventory)
+        spec = self._policy()
+        fp = fingerprint(inventory, software, self.level)
+        self._align_measurements(inventory, fp)
+        with self._lock:
+            state = dataclasses.replace(
+                self.state, by_gpu=dict(self.state.by_gpu), skipped=dict(self.state.skipped)
+            )
+        previous = self.latest or self._previous
+        status = build_status(
+            inventory=inventory,
+            software=software,
+            level=self.level,
+            spec=spec,
+            state=state,
+            node=self.node,
+            previous=previous,
+            now=self.clock(),
+        )
+        self.latest = status
+        self.metrics.observe_status(status, torch_rule(spec))
+        return status, inventory
+
+    def _start_measuring(self, inventory: Inventory, fp: str, *, block: bool) -> None:
+        if self.level == "inventory" or (
+            self._measuring is not None and self._measuring.is_alive()
+        ):
+            return
+        missing = self._missing(inventory)
+        if not missing.gpus:
+            return
+        if block:
+            self._measure(missing, fp)
+            return
+        self._measuring = threading.Thread(
+            target=self._measure, args=(missing, fp), name="maxtune-measure", daemon=True
+        )
+        self._measuring.start()
+
+    def publish(self, status: ProfileStatus, *, until: float, stop: threading.Event) -> bool:
+        """Publish, retrying with backoff until success, `until` (monotonic) or `stop`."""
+        if self.sink is None:
+            return False
+        while True:
+            try:
+                self.sink.write(self.node, status)
+            except PublishError as exc:
+                self.metrics.observe_publish_error()
+                delay = self.backoff.next_delay()
+                if not exc.retry:
+                    log.error("publish failed, not retrying before the next round: %s", exc)
+                    return False
+                if time.monotonic() + delay > until:
+                    log.warning("publish failed (%s); next round in under %.0fs", exc, delay)
+                    return False
+                log.warning("publish failed (%s); retrying in %.1fs", exc, delay)
+                if stop.wait(delay):
+                    return False
+                continue
+            self.backoff.reset()
+            self.published = status
+            self.published_at = time.time()
+            self.metrics.observe_publish(self.published_at)
+            ready = next((c for c in status.conditions if c.type == READY), None)
+            if (
+                ready is not None
+                and ready.status == "True"
+                and self.first_complete_publish_s is None
+            ):
+                self.first_complete_publish_s = time.monotonic() - self.started
+                log.info(
+                    "first complete profile published %.1fs after start (level %s)",
+                    self.first_complete_publish_s,
+                    self.level,
+                )
+            return True
+
+    def tick(self, *, stop: threading.Event | None = None, block: bool = False) -> ProfileStatus:
+        """One round: build, publish, start (or with `block`, run) what measurement is due."""
+        stop = stop or threading.Event()
+        status, inventory = self.build()
+        due = time.monotonic() + self.interval_s
+        missing = self._missing(inventory)
+        if missing.gpus and self.level != "inventory" and not block:
+            self.publish(status, until=due, stop=stop)  # the inventory now; measurements later
+        self._start_measuring(inventory, status.fingerprint, block=block)
+        if block:
+            status, _ = self.build()
+            self.publish(status, until=due, stop=stop)
+        elif not missing.gpus or self.level == "inventory":
+            self.publish(status, until=due, stop=stop)
+        return status
+
+    def run(self, stop: threading.Event) -> None:
+        self.recover()
+        while not stop.is_set():
+            began = time.monotonic()
+            try:
+                self.tick(stop=stop)
+            except Exception:  # a bug in one round must not end the DaemonSet pod's agent
+                log.exception("round failed")
+            self._wake.clear()
+            remaining = self.interval_s - (time.monotonic() - began)
+            if remaining > 0:
+                _wait_any(stop, self._wake, remaining)
+
+
+def _has_failure(m: Measurements) -> bool:
+    return any(not g.ok for g in m.gemm) or (m.compile is not None and not m.compile.ok)
+
+
+def _wait_any(stop: threading.Event, wake: threading.Event, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not stop.is_set() and not wake.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        stop.wait(min(left, 0.25))

@@ -1,0 +1,323 @@
+"""The simulation fleet file: nodes, their GPUs and MIG slices, and measurement results.
+
+A fleet file stands in for hardware on machines without GPUs (the demo, the
+fleet tests and benchmarks). It is only ever used when named explicitly
+(`--simulate FILE`), and everything built from it says `source: simulation`.
+
+    name: demo
+    gpuModels:
+      h100:
+        product: NVIDIA H100 80GB HBM3
+        memoryMib: 81559
+        computeCapability: "9.0"
+        smCount: 132
+        gemm:
+          - {size: 4096, tritonTflops: 720, cublasTflops: 726, autotuneSeconds: 1.8}
+        compile:
+          eagerStepMs: 1.70
+          modes:
+            default: {stepMs: 1.62, compileSeconds: 3.8}
+            max-autotune: {stepMs: 1.55, compileSeconds: 9.1}
+    nodes:
+      - name: gpu-a
+        gpus:
+          - {model: h100, count: 8}
+      - name: "h100-{i:03d}"        # 100 nodes h100-000 .. h100-099
+        replicas: 100
+        gpus: [{model: h100}]
+      - name: gpu-mig
+        gpus:
+          - model: h100
+            mig:
+              - {profile: 3g.40gb, smCount: 60, count: 2}
+
+Bad files fail with one message that names the file, the place and the fix;
+unknown keys are errors (a typo must not silently drop a GPU).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from maxtune.agent.inventory import GpuDevice, MigDevice
+from maxtune.contract.modes import Mode
+
+_NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_MIG_PROFILE = re.compile(r"^([0-9]+c\.)?[0-9]+g\.[0-9]+gb(\+[a-z.]+)?$")
+_FAILURE_REASONS = (
+    "TritonCompileFailed",
+    "OutOfMemory",
+    "Timeout",
+    "DeviceLost",
+    "GPUBusy",
+    "WrongResult",
+    "CudaError",
+)
+
+
+class FleetError(ValueError):
+    """A fleet file that cannot be used; the message says where and why."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class SimGemm(_Model):
+    size: Annotated[int, Field(ge=16, le=65536)]
+    triton_tflops: Annotated[float, Field(ge=0)] = 0.0
+    cublas_tflops: Annotated[float, Field(ge=0)] = 0.0
+    autotune_seconds: Annotated[float, Field(ge=0)] = 0.0
+    best_config: str = "128x256x64 g8 s3 w8 persistent"
+    configs_tried: Annotated[int, Field(ge=0)] = 8
+    rel_error: Annotated[float, Field(ge=0)] = 1.7e-3
+    fail: Literal[_FAILURE_REASONS] | None = None  # type: ignore[valid-type]
+    message: str | None = None
+
+    @model_validator(mode="after")
+    def _measured_or_failed(self) -> SimGemm:
+        if self.fail is None and (self.triton_tflops <= 0 or self.cublas_tflops <= 0):
+            raise ValueError(
+                "a simulated GEMM needs tritonTflops and cublasTflops > 0, or `fail: <reason>`"
+            )
+        return self
+
+
+class SimModeTiming(_Model):
+    step_ms: Annotated[float, Field(gt=0)]
+    compile_seconds: Annotated[float, Field(ge=0)] = 0.0
+
+
+class SimCompile(_Model):
+    block: str = "mlp gelu(x@w1)@w2 bf16 4096x4096x16384"
+    eager_step_ms: Annotated[float, Field(gt=0)] | None = None
+    modes: dict[Mode, SimModeTiming] = Field(default_factory=dict)
+    fail: Literal[_FAILURE_REASONS] | None = None  # type: ignore[valid-type]
+    message: str | None = None
+
+    @model_validator(mode="after")
+    def _has_default(self) -> SimCompile:
+        if self.fail is None and Mode.DEFAULT not in self.modes:
+            raise ValueError(
+                "simulated compile timings need the `default` mode (gains are "
+                "relative to it), or `fail: <reason>`"
+            )
+        return self
+
+
+class SimGpuModel(_Model):
+    product: Annotated[str, Field(min_length=1, max_length=96)]
+    memory_mib: Annotated[int, Field(ge=1)]
+    compute_capability: Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]+$")]
+    sm_count: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    gemm: list[SimGemm] = Field(default_factory=list)
+    compile: SimCompile | None = None
+
+
+class SimMig(_Model):
+    profile: str
+    sm_count: Annotated[int, Field(ge=1, le=100_000)]
+    count: Annotated[int, Field(ge=1, le=8)] = 1
+    memory_mib: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _profile_shape(self) -> SimMig:
+        if not _MIG_PROFILE.match(self.profile):
+            raise ValueError(
+                f"MIG profile {self.profile!r} is not of the form 1g.10gb, 1c.2g.20gb or 1g.10gb+me"
+            )
+        return self
+
+
+class SimGpu(_Model):
+    model: str
+    count: Annotated[int, Field(ge=1, le=64)] = 1
+    sm_count: Annotated[int, Field(ge=1, le=100_000)] | None = None  # overrides the model's
+    mig: list[SimMig] = Field(default_factory=list)
+    busy: bool = False  # another process holds the GPU: measurements are skipped (GPUBusy)
+
+
+class SimNode(_Model):
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    replicas: Annotated[int, Field(ge=1, le=100_000)] = 1
+    gpus: list[SimGpu] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _pattern(self) -> SimNode:
+        if self.replicas > 1 and "{i" not in self.name:
+            raise ValueError(
+                f"node {self.name!r} has replicas: {self.replicas} but no {{i}} in its name "
+                '(for example name: "h100-{i:03d}")'
+            )
+        return self
+
+
+class SimSoftware(_Model):
+    driver_version: str = "580.159.04"
+    cuda_driver_version: str = "13.0"
+    nvml_version: str = "13.580.159.04"
+    torch_version: str = "2.11.0"
+    triton_version: str = "3.6.0"
+
+
+class FleetSpec(_Model):
+    name: Annotated[str, Field(min_length=1, max_length=63)]
+    software: SimSoftware = Field(default_factory=SimSoftware)
+    gpu_models: dict[str, SimGpuModel]
+    nodes: list[SimNode]
+
+    @model_validator(mode="after")
+    def _references(self) -> FleetSpec:
+        for n, node in enumerate(self.nodes):
+            for g, gpu in enumerate(node.gpus):
+                if gpu.model not in self.gpu_models:
+                    known = ", ".join(sorted(self.gpu_models)) or "none defined"
+                    raise ValueError(
+                        f"nodes[{n}] ({node.name}) gpus[{g}]: unknown GPU model {gpu.model!r} "
+                        f"(gpuModels: {known})"
+                    )
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedGpu:
+    device: GpuDevice
+    model: SimGpuModel
+    busy: bool
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """A parsed fleet file: node name -> its simulated GPUs."""
+
+    path: Path
+    spec: FleetSpec
+    nodes: dict[str, tuple[SimulatedGpu, ...]]
+
+    @property
+    def file_name(self) -> str:
+        return self.path.name
+
+    def node(self, name: str) -> tuple[SimulatedGpu, ...]:
+        try:
+            return self.nodes[name]
+        except KeyError:
+            sample = ", ".join(sorted(self.nodes)[:8])
+            more = f" and {len(self.nodes) - 8} more" if len(self.nodes) > 8 else ""
+            raise FleetError(
+                f"{self.path}: no node named {name!r} in this fleet (it has {sample}{more})"
+            ) from None
+
+
+def _expand_name(pattern: str, i: int, where: str) -> str:
+    try:
+        name = pattern.format(i=i)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise FleetError(f"{where}: name pattern {pattern!r} cannot be expanded: {exc}") from None
+    if not _NODE_NAME.match(name):
+        raise FleetError(
+            f"{where}: {name!r} is not a valid node name (lower case letters, digits, '-' and '.')"
+        )
+    return name
+
+
+def _stable_uuid(prefix: str, *parts: str) -> str:
+    return f"{prefix}-{uuid.uuid5(uuid.NAMESPACE_URL, '/'.join(parts))}"
+
+
+def _node_gpus(spec: FleetSpec, node: SimNode, name: str) -> tuple[SimulatedGpu, ...]:
+    gpus: list[SimulatedGpu] = []
+    for entry in node.gpus:
+        model = spec.gpu_models[entry.model]
+        major, minor = (int(x) for x in model.compute_capability.split("."))
+        for _ in range(entry.count):
+            index = len(gpus)
+            mig: list[MigDevice] = []
+            for slice_ in entry.mig:
+                for _ in range(slice_.count):
+                    mig.append(
+                        MigDevice(
+                            profile=slice_.profile,
+                            uuid=_stable_uuid("MIG", spec.name, name, str(index), str(len(mig))),
+                            gpu_instance_id=len(mig) + 1,
+                            compute_instance_id=0,
+                            sm_count=slice_.sm_count,
+                            memory_mib=slice_.memory_mib,
+                        )
+                    )
+            sm = entry.sm_count if entry.sm_count is not None else model.sm_count
+            device = GpuDevice(
+                index=index,
+                uuid=_stable_uuid("GPU", spec.name, name, str(index)),
+                product=model.product,
+                memory_mib=model.memory_mib,
+                compute_capability=(major, minor),
+                sm_count=sm,
+                sm_source="simulation" if sm is not None else None,
+                mig_enabled=bool(mig),
+                mig=tuple(mig),
+                pci_bus_id=f"00000000:{index + 1:02x}:00.0",
+            )
+            gpus.append(SimulatedGpu(device, model, entry.busy))
+    return tuple(gpus)
+
+
+def _format_errors(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors()[:10]:
+        where = "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
+        ).lstrip(".")
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"  {where or '(top level)'}: {message}")
+    more = len(exc.errors()) - 10
+    if more > 0:
+        lines.append(f"  ... and {more} more")
+    return f"{path}: not a valid fleet file:\n" + "\n".join(lines)
+
+
+def load(path: Path | str) -> Fleet:
+    """Parse and check a fleet file; raise FleetError with a readable message."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise FleetError(f"{path}: fleet file not found") from None
+    except OSError as exc:
+        raise FleetError(f"{path}: cannot read the fleet file: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise FleetError(f"{path}: not valid YAML{where}: {problem}") from None
+    if not isinstance(raw, dict):
+        raise FleetError(f"{path}: a fleet file is a mapping with `name`, `gpuModels` and `nodes`")
+    try:
+        spec = FleetSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise FleetError(_format_errors(path, exc)) from None
+    nodes: dict[str, tuple[SimulatedGpu, ...]] = {}
+    for n, node in enumerate(spec.nodes):
+        for i in range(node.replicas):
+            where = f"{path}: nodes[{n}]"
+            name = (
+                _expand_name(node.name, i, where)
+                if node.replicas > 1 or "{" in node.name
+                else node.name
+            )
+            if not _NODE_NAME.match(name):
+                raise FleetError(f"{where}: {name!r} is not a valid node name")
+            if name in nodes:
+                raise FleetError(f"{where}: node {name!r} is listed twice")
+            nodes[name] = _node_gpus(spec, node, name)
+    return Fleet(path=path, spec=spec, nodes=nodes)
