@@ -46,9 +46,13 @@ def label_patch(current: Mapping[str, str], desired: Mapping[str, str]) -> Label
     return changes
 
 
-def sweep_interval(stale_after_seconds: float) -> float:
-    """A tenth of the staleness window (1-30 s): labels go at most 10% late."""
-    return max(1.0, min(30.0, stale_after_seconds / 10))
+def sweep_interval(stale_after_seconds: float, orphan_grace_seconds: float = 60.0) -> float:
+    """A tenth of the staleness window (1-30 s): labels go at most 10% late.
+
+    Also at most half the orphan grace, so a gone node's profile is collected
+    near its deadline. A sweep is a pass over FleetState's profiles: cheap.
+    """
+    return max(1.0, min(30.0, stale_after_seconds / 10, orphan_grace_seconds / 2))
 
 
 @dataclass(slots=True)
@@ -105,7 +109,7 @@ class Labeller:
                 if now >= next_sweep:
                     self._sweep(now)
                     policy = self.fleet.cluster_policy().spec
-                    next_sweep = now + sweep_interval(policy.stale_after_seconds)
+                    next_sweep = now + sweep_interval(policy.stale_after_seconds, self.orphan_grace)
                 self._reconcile_batch(now, semaphore)
                 wait = next_sweep - now
                 if self._retries:

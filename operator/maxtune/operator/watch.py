@@ -83,7 +83,13 @@ def registry(deliver: Deliver, kube: Kube) -> kopf.OperatorRegistry:
     return reg
 
 
+def _expected_warning(record: logging.LogRecord) -> bool:
+    # kopf runs on its own thread on purpose (see runtime.py); signals are ours.
+    return "OS signals are ignored" not in record.getMessage()
+
+
 def quiet_kopf(level: int = logging.WARNING) -> None:
     """kopf logs every handler run at INFO; at 2,000 nodes that is noise, not signal."""
     for name in ("kopf", "kopf.objects", "kopf.activities", "kopf.reactor", "kopf.engines"):
         logging.getLogger(name).setLevel(level)
+    logging.getLogger("kopf._core.reactor.running").addFilter(_expected_warning)
