@@ -58,6 +58,11 @@ def register(subparsers: Any) -> None:
         type=Path,
         help="write the profile to this file instead of the API server (no cluster)",
     )
+    agent.add_argument(
+        "--measurement-log",
+        type=Path,
+        help="write every trial, stage time and worker log tail of each measurement here",
+    )
     agent.add_argument("--log-level", default="INFO")
     agent.set_defaults(handler=run_agent)
 
@@ -146,7 +151,7 @@ def run_agent(args: argparse.Namespace) -> int:
     from maxtune.agent.endpoints import Endpoints  # noqa: PLC0415
     from maxtune.agent.fleetfile import FleetError  # noqa: PLC0415
     from maxtune.agent.metrics import AgentMetrics  # noqa: PLC0415
-    from maxtune.agent.publish import FileSink, KubeSink, PublishError, Sink  # noqa: PLC0415
+    from maxtune.agent.publish import FileSink, PublishError, Sink  # noqa: PLC0415
 
     try:
         backend = backends.select(simulate=args.simulate, node_name=args.node_name)
@@ -154,11 +159,7 @@ def run_agent(args: argparse.Namespace) -> int:
         return _fail("agent", str(exc))
     sink: Sink
     try:
-        sink = (
-            FileSink(args.profile_file)
-            if args.profile_file
-            else KubeSink.from_kubeconfig(args.kubeconfig)
-        )
+        sink = FileSink(args.profile_file) if args.profile_file else _kube_sink(args.kubeconfig)
     except PublishError as exc:
         return _fail("agent", str(exc))
     metrics = AgentMetrics(args.node_name)
@@ -169,6 +170,7 @@ def run_agent(args: argparse.Namespace) -> int:
         level=args.level,
         interval_s=args.interval,
         metrics=metrics,
+        measurement_log=args.measurement_log,
     )
     log = logging.getLogger("maxtune.agent")
     log.info(
@@ -202,3 +204,9 @@ def run_agent(args: argparse.Namespace) -> int:
         return 0
     finally:
         backend.close()
+
+
+def _kube_sink(kubeconfig: str | None) -> Any:
+    from maxtune.agent.kube import KubeSink  # noqa: PLC0415 - runs without a cluster skip it
+
+    return KubeSink.from_kubeconfig(kubeconfig)

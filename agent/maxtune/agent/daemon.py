@@ -22,10 +22,11 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from maxtune.agent.backends import Backend
 from maxtune.agent.inventory import Inventory
-from maxtune.agent.measure import GpuOutcome
+from maxtune.agent.measure import GpuOutcome, write_log
 from maxtune.agent.metrics import AgentMetrics
 from maxtune.agent.profile import (
     READY,
@@ -64,6 +65,7 @@ class Agent:
         metrics: AgentMetrics | None = None,
         clock: Clock = utc_now,
         backoff: Backoff | None = None,
+        measurement_log: Path | None = None,
     ) -> None:
         self.node = node
         self.backend = backend
@@ -73,6 +75,7 @@ class Agent:
         self.metrics = metrics or AgentMetrics(node)
         self.clock = clock
         self.backoff = backoff or Backoff()
+        self.measurement_log = measurement_log
         self.started = time.monotonic()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -169,6 +172,11 @@ class Agent:
             log.exception("measurement failed unexpectedly")
             outcomes = {}
         self._merge(outcomes, fp)
+        if self.measurement_log is not None:
+            try:
+                write_log(outcomes, self.measurement_log)
+            except OSError as exc:
+                log.warning("cannot write the measurement log: %s", exc)
         stages: dict[str, float] = {"measure_total": time.monotonic() - began}
         for outcome in outcomes.values():
             for name, seconds in outcome.stage_seconds.items():

@@ -5,8 +5,10 @@ size the search compiles every configuration (in parallel threads: Triton's
 compile spends most of its time outside the interpreter), checks each one's
 output against an fp32 product of the same inputs, times the correct ones
 briefly, then times the winner and cuBLAS (`a @ b`, same inputs, same harness)
-properly: L2 flushed before each repetition by `triton.testing.do_bench`,
-median, alternating the two twice so drift hits both alike. The winner is
+properly: L2 flushed before each repetition by `triton.testing.do_bench`, after
+half a second of warm-up work, in six alternating rounds (A-B, B-A, ...) whose
+medians are compared, because a power-limited GPU slows as it heats and the one
+measured second would otherwise always lose. The winner is
 finally checked again on fresh random inputs with a poisoned output, so a
 configuration that skips tiles or reads stale memory cannot win.
 """
@@ -14,6 +16,7 @@ configuration that skips tiles or reads stale memory cannot win.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +34,9 @@ from maxtune.agent.gemm_configs import GemmConfig
 # bf16 output of a K-long fp32 accumulation lands near 2e-3 against fp32
 # (facts/h100.md: 1.7e-3 at 4096); a wrong tile or a stale read lands near 1.
 REL_ERROR_LIMIT = 2e-2
+# Final timing: settle the clocks, then ROUNDS alternating medians of each implementation.
+SPIN_SECONDS = 0.5
+ROUNDS = 6
 
 
 @dataclass
@@ -200,13 +206,26 @@ def _confirm(result: SizeResult, best: GemmConfig, seed: int, sms: int) -> None:
     def cublas() -> None:
         torch.matmul(a, b, out=out)
 
-    triton_times, cublas_times = [], []
-    for _ in range(2):  # alternate, so clock or thermal drift hits both alike
-        cublas_times.append(_bench(cublas, warmup_ms=25, rep_ms=100))
-        triton_times.append(_bench(fn, warmup_ms=25, rep_ms=100))
-    result.triton_seconds = min(triton_times)
-    result.cublas_seconds = min(cublas_times)
+    # An H100 at its power limit runs slower as it warms: bring it to a steady state,
+    # then alternate the two in A-B-B-A order so neither always runs on the cooler chip.
+    _spin(cublas, SPIN_SECONDS)
+    times: dict[str, list[float]] = {"triton": [], "cublas": []}
+    for i in range(ROUNDS):
+        order = (("cublas", cublas), ("triton", fn))
+        for name, call in order if i % 2 == 0 else reversed(order):
+            times[name].append(_bench(call, warmup_ms=10, rep_ms=40))
+    result.triton_seconds = statistics.median(times["triton"])
+    result.cublas_seconds = statistics.median(times["cublas"])
     result.ok = True
+
+
+def _spin(fn: Callable[[], None], seconds: float) -> None:
+    """Keep the GPU busy for about `seconds` (clocks and temperature settle)."""
+    began = time.monotonic()
+    while time.monotonic() - began < seconds:
+        for _ in range(8):
+            fn()
+        torch.cuda.synchronize()
 
 
 def measure_size(

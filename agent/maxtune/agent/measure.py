@@ -128,7 +128,7 @@ class _Worker:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
 
-    def stderr_tail(self, limit: int = 4000) -> str:
+    def stderr_tail(self, limit: int = 16000) -> str:
         self.stderr.seek(0, os.SEEK_END)
         size = self.stderr.tell()
         self.stderr.seek(max(0, size - limit))
@@ -150,7 +150,7 @@ class _Worker:
                 self.kill()
                 failure = (
                     Reason.TIMEOUT.value,
-                    f"{phase} phase did not finish within {self.budgets.of(phase):.0f}s; "
+                    f"{phase} phase did not finish within {self.budgets.of(phase):g}s; "
                     "the measurement process was killed",
                 )
                 break
@@ -281,6 +281,9 @@ def write_log(outcomes: dict[str, GpuOutcome], path: Path) -> None:
                     "skipped": o.skipped,
                     "stages": o.stage_seconds,
                     "trials": o.trials,
+                    "worker_notes": [
+                        line for line in o.stderr_tail.splitlines() if line.startswith("maxtune:")
+                    ],
                     "stderr_tail": o.stderr_tail[-2000:],
                     "measurements": o.measurements.wire() if o.measurements else None,
                 }

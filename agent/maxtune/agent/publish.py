@@ -1,14 +1,11 @@
-"""Where a profile goes: the API server (the real thing) or a local file (probes, benchmarks).
+"""Where a profile goes, and how often to retry: sinks, backoff, the agent's RBAC.
 
-`KubeSink` talks to the API server with the official `kubernetes` client and
-nothing else: get the node's GPUNodeProfile, create it when missing (spec
-only; status is a subresource), then replace its status under the object's
-resourceVersion. It reads AutotunePolicies for the torch rule. Every call has
-a short timeout and urllib3's own retries are off, so the agent's backoff
-(`Backoff`: capped, full jitter) decides when to try again.
+Two sinks share one small protocol: `KubeSink` (maxtune.agent.kube, the API
+server, the real thing) and `FileSink` (a local file, for runs without a
+cluster such as benchmarks on a bare GPU machine). `Backoff` paces retries.
 
-AGENT_RBAC_RULES is the whole of what the agent may do; the chart's Role and
-a test derive from this one constant.
+AGENT_RBAC_RULES is the whole of what the agent may do; the chart's ClusterRole
+and a test derive from this one constant.
 """
 
 from __future__ import annotations
@@ -17,15 +14,10 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
-
-from maxtune.contract.models import AutotunePolicy, GPUNodeProfile, PolicySpec, ProfileStatus
-from maxtune.contract.names import GROUP, POLICY_PLURAL, PROFILE_PLURAL, VERSION
-from maxtune.contract.policy import cluster_policy
+from maxtune.contract.models import GPUNodeProfile, PolicySpec, ProfileStatus
+from maxtune.contract.names import GROUP, POLICY_PLURAL, PROFILE_PLURAL
 
 # (apiGroup, resource, verbs): nothing else. Written for the chart's ClusterRole.
 AGENT_RBAC_RULES: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
@@ -33,8 +25,6 @@ AGENT_RBAC_RULES: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
     (GROUP, f"{PROFILE_PLURAL}/status", ("get", "update", "patch")),
     (GROUP, POLICY_PLURAL, ("get", "list", "watch")),
 )
-
-REQUEST_TIMEOUT: Final = (3.0, 10.0)  # connect, read (seconds)
 
 
 class PublishError(Exception):
@@ -78,10 +68,6 @@ class Backoff:
         self.attempt = 0
 
 
-def _body(status: ProfileStatus) -> dict[str, Any]:
-    return status.wire()
-
-
 class FileSink:
     """Writes the whole GPUNodeProfile as JSON to a file (no cluster); reads it back on start."""
 
@@ -115,146 +101,3 @@ class FileSink:
 
     def policy(self) -> PolicySpec | None:
         return None
-
-
-class KubeSink:
-    """The node's GPUNodeProfile through the real API server."""
-
-    def __init__(self, api_client: Any) -> None:
-
-        self._api = client.CustomObjectsApi(api_client)
-        self._host = str(getattr(api_client.configuration, "host", "?"))
-
-    @property
-    def description(self) -> str:
-        return f"API server {self._host}"
-
-    @classmethod
-    def from_kubeconfig(cls, kubeconfig: str | None) -> KubeSink:
-        """The given kubeconfig, else in-cluster config, else ~/.kube/config."""
-
-        configuration = client.Configuration()
-        try:
-            if kubeconfig:
-                config.load_kube_config(  # type: ignore[no-untyped-call]
-                    config_file=kubeconfig, client_configuration=configuration
-                )
-            else:
-                try:
-                    config.load_incluster_config(  # type: ignore[no-untyped-call]
-                        client_configuration=configuration
-                    )
-                except config.ConfigException:
-                    config.load_kube_config(  # type: ignore[no-untyped-call]
-                        client_configuration=configuration
-                    )
-        except (config.ConfigException, OSError) as exc:
-            raise PublishError(
-                f"no cluster configuration ({exc}); pass --kubeconfig, run in a pod, or "
-                "use --profile-file to write the profile to a file",
-                retry=False,
-            ) from None
-        configuration.retries = 0  # our Backoff decides
-        return cls(client.ApiClient(configuration))
-
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-
-        try:
-            return fn(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise
-            retry = exc.status in (409, 429) or (exc.status or 0) >= 500
-            detail = _api_message(exc)
-            raise PublishError(f"{what}: HTTP {exc.status}: {detail}", retry=retry) from None
-        except (HTTPError, OSError) as exc:
-            raise PublishError(
-                f"{what}: API server unreachable: {type(exc).__name__}", retry=True
-            ) from None
-
-    def read(self, node: str) -> GPUNodeProfile | None:
-
-        try:
-            obj = self._call(
-                f"get gpunodeprofile {node}",
-                self._api.get_cluster_custom_object,
-                GROUP,
-                VERSION,
-                PROFILE_PLURAL,
-                node,
-            )
-        except ApiException:  # 404
-            return None
-        return GPUNodeProfile.model_validate(obj)
-
-    def write(self, node: str, status: ProfileStatus) -> None:
-
-        try:
-            obj = self._call(
-                f"get gpunodeprofile {node}",
-                self._api.get_cluster_custom_object,
-                GROUP,
-                VERSION,
-                PROFILE_PLURAL,
-                node,
-            )
-        except ApiException:  # 404: first publish from this node
-            body = {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "GPUNodeProfile",
-                "metadata": {"name": node, "labels": {"app.kubernetes.io/managed-by": "maxtune"}},
-                "spec": {"nodeName": node},
-            }
-            try:
-                obj = self._call(
-                    f"create gpunodeprofile {node}",
-                    self._api.create_cluster_custom_object,
-                    GROUP,
-                    VERSION,
-                    PROFILE_PLURAL,
-                    body,
-                )
-            except ApiException as exc:  # pragma: no cover - 404 on create means no CRD
-                raise PublishError(
-                    "the GPUNodeProfile CRD is not installed (create answered 404)", retry=True
-                ) from exc
-        obj["status"] = _body(status)
-        try:
-            self._call(
-                f"update gpunodeprofile {node} status",
-                self._api.replace_cluster_custom_object_status,
-                GROUP,
-                VERSION,
-                PROFILE_PLURAL,
-                node,
-                obj,
-            )
-        except ApiException as exc:  # deleted between get and replace
-            raise PublishError(f"profile {node} vanished while updating", retry=True) from exc
-
-    def policy(self) -> PolicySpec | None:
-
-        try:
-            listed = self._call(
-                "list autotunepolicies",
-                self._api.list_cluster_custom_object,
-                GROUP,
-                VERSION,
-                POLICY_PLURAL,
-            )
-        except ApiException:  # 404: CRD not installed; built-in policy
-            return None
-        policies = []
-        for item in listed.get("items", []):
-            try:
-                policies.append(AutotunePolicy.model_validate(item))
-            except ValueError:
-                continue  # the API server validated it; a newer schema we do not know
-        return cluster_policy(policies).spec
-
-
-def _api_message(exc: Any) -> str:
-    try:
-        return str(json.loads(exc.body).get("message", exc.reason))[:600]
-    except (TypeError, ValueError, AttributeError):
-        return str(exc.reason)
