@@ -372,3 +372,32 @@ def test_helm_installs_a_chart(
         text=True,
     )
     assert listed.stdout.split() == ["probe"]
+
+
+def test_kwok_renews_node_leases_so_nodes_stay_ready(
+    k8s: ApiClient, kwok_nodes: NodeFactory
+) -> None:
+    """The node-lifecycle controller reads Leases: a renewed Lease means no eviction."""
+    (node,) = kwok_nodes()
+    coordination = client.CoordinationV1Api(k8s)
+    first = wait_for(
+        lambda: _lease_renew_time(coordination, node), timeout_s=30, what="the node's Lease"
+    )
+    renewed = wait_for(
+        lambda: (t := _lease_renew_time(coordination, node)) and t > first and t,
+        timeout_s=40,
+        what="the node's Lease to be renewed",
+    )
+    assert renewed > first
+    node_object = client.CoreV1Api(k8s).read_node(node)
+    assert not node_object.spec.taints
+
+
+def _lease_renew_time(coordination: client.CoordinationV1Api, node: str) -> Any:
+    try:
+        lease = coordination.read_namespaced_lease(node, "kube-node-lease")
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return lease.spec.renew_time

@@ -13,10 +13,12 @@ import datetime as dt
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +114,7 @@ def up(name: str) -> int:
             )
             print("point kubectl and helm at it with:")
             print(f"  {export_line(named.kubeconfig)}")
+            print(f"helm for it: {info.get('helm', 'see python -m maxtune.localplane build')}")
             print(f"stop it with: python -m maxtune.localplane down --name {name}")
             return 0
         time.sleep(0.3)
@@ -145,11 +148,25 @@ def status(name: str) -> int:
         print(f"plane {name!r} is not running")
         return 3
     print(f"plane {name!r}: {info['server']}, started {info['started_at']}")
+    print(f"  kube-apiserver /readyz: {'ok' if _readyz(named) else 'NOT READY'}")
     for component, pid in info["pids"].items():
         state = "running" if pid_alive(pid) else "EXITED"
         print(f"  {component:<24} pid {pid:<8} {state}")
     print(f"  {export_line(named.kubeconfig)}")
     return 0
+
+
+def _readyz(named: Named) -> bool:
+    pki = named.folder / "pki"
+    info = named.info() or {}
+    try:
+        context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        url = f"{info['server']}/readyz"
+        with urllib.request.urlopen(url, timeout=5, context=context) as response:
+            return int(response.status) == 200
+    except (OSError, KeyError, ValueError):
+        return False
 
 
 def env(name: str) -> int:
@@ -182,6 +199,7 @@ def serve(name: str) -> int:
         "ports": plane.ports,
         "pids": plane.pids(),
         "versions": dict(plane.binaries.versions),
+        "helm": str(plane.binaries.helm),
         "timings": plane.timings,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }

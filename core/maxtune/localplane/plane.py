@@ -39,7 +39,7 @@ from maxtune.localplane.process import Proc, free_port, pid_alive, spawn, stop
 ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 BIND_ATTEMPTS = 5
 # What a plane writes into its state folder (and clears there on start).
-OWN_ENTRIES = ("etcd", "pki", "logs", "kubeconfigs", "kubeconfig", "owner.pid")
+OWN_ENTRIES = ("etcd", "pki", "logs", "kubeconfigs", "kubeconfig", "kwok-home", "owner.pid")
 _live: set[LocalPlane] = set()
 _live_lock = threading.Lock()
 
@@ -283,7 +283,9 @@ class LocalPlane:
         if spec.before is not None:
             spec.before()
         self._ports.update(ports)
-        self._procs[spec.name] = spawn(spec.name, spec.args(ports), self._log_path(spec.name))
+        self._procs[spec.name] = spawn(
+            spec.name, spec.args(ports), self._log_path(spec.name), env=spec.env
+        )
 
     def _wait(self, spec: _Spec) -> str:
         proc = self._procs[spec.name]
@@ -367,7 +369,15 @@ class LocalPlane:
                     lambda p: comp.scheduler_args(binaries.kube_scheduler, layout, p[scheduler]),
                     healthz(scheduler),
                 ),
-                _Spec("kwok", (), lambda _: comp.kwok_args(binaries.kwok, layout), None),
+                # kwok also reads ~/.kwok/kwok.yaml when it exists: give it a HOME of
+                # its own so a person's kwok set-up never leaks into the plane.
+                _Spec(
+                    "kwok",
+                    (),
+                    lambda _: comp.kwok_args(binaries.kwok, layout),
+                    None,
+                    env={**os.environ, "HOME": str(layout.state / "kwok-home")},
+                ),
             ]
         )
 
@@ -395,6 +405,7 @@ class _Spec:
     args: Callable[[dict[str, int]], list[str]]
     ready: Callable[[dict[str, int]], bool] | None
     before: Callable[[], None] | None = None
+    env: dict[str, str] | None = None
 
 
 def _prune_abandoned(root: Path) -> None:
