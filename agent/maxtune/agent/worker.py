@@ -46,8 +46,30 @@ def _failure(channel: Channel, phase: str, exc: BaseException) -> None:
     )
 
 
+def scratch_base() -> str:
+    """A writable folder for compiler caches; the agent's pod has a read-only root file
+    system, so /tmp may not be one. Inductor's fresh caches go there too (via TMPDIR)."""
+    candidates = [
+        os.environ.get("TMPDIR"),
+        os.path.dirname(os.environ.get("TRITON_CACHE_DIR", "").rstrip("/")) or None,
+        os.environ.get("HOME"),
+        tempfile.gettempdir(),
+    ]
+    for candidate in candidates:
+        if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
+            return candidate
+    raise OSError(f"no writable folder for compiler caches among {candidates}")
+
+
 def run(args: argparse.Namespace, channel: Channel) -> int:
-    scratch = tempfile.mkdtemp(prefix="maxtune-worker-")
+    try:
+        base = scratch_base()
+    except OSError as exc:
+        _failure(channel, "startup", exc)
+        return 1
+    os.environ["TMPDIR"] = base
+    tempfile.tempdir = None  # re-read TMPDIR
+    scratch = tempfile.mkdtemp(prefix="maxtune-worker-", dir=base)
     os.environ["TRITON_CACHE_DIR"] = os.path.join(scratch, "triton")
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(scratch, "inductor")
     try:

@@ -1,0 +1,137 @@
+"""/metrics rendering (Prometheus text, parsed back) and the HTTP endpoints on 127.0.0.1."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from maxtune.agent.backends import SimulationBackend
+from maxtune.agent.endpoints import Endpoints
+from maxtune.agent.metrics import AgentMetrics
+from maxtune.agent.profile import MeasurementState, build_status, local_policy_spec
+from maxtune.contract.models import ProfileStatus
+
+DEMO = Path(__file__).resolve().parents[2] / "examples" / "fleets" / "demo.yaml"
+
+
+def status_of(node: str) -> ProfileStatus:
+    backend = SimulationBackend(DEMO, node)
+    inventory = backend.inventory()
+    state = MeasurementState()
+    for uuid, o in backend.measure(inventory, "full").items():
+        if o.measurements:
+            state.by_gpu[uuid] = o.measurements
+    return build_status(
+        inventory=inventory,
+        software=backend.software(inventory),
+        level="full",
+        spec=local_policy_spec(),
+        state=state,
+        node=node,
+        previous=None,
+        now=datetime(2026, 11, 25, tzinfo=UTC),
+    )
+
+
+def samples(metrics: AgentMetrics) -> dict[str, list[tuple[dict[str, str], float]]]:
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for s in family.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+def test_metrics_render_per_gpu_series_from_the_profile() -> None:
+    metrics = AgentMetrics("gpu-mig-0")
+    metrics.observe_status(status_of("gpu-mig-0"), "2.11")
+    metrics.observe_publish(1_700_000_000.0)
+    metrics.observe_publish_error()
+    got = samples(metrics)
+    ((info_labels, _),) = got["maxtune_agent_info"]
+    assert info_labels["source"] == "simulation" and info_labels["node"] == "gpu-mig-0"
+    assert got["maxtune_agent_last_profile_timestamp_seconds"] == [({}, 1_700_000_000.0)]
+    assert got["maxtune_agent_publish_errors_total"] == [({}, 1.0)]
+    sms = {(lab["gpu"], lab["resource"], v) for lab, v in got["maxtune_gpu_sm_count"]}
+    assert ("0", "nvidia.com/mig-3g.40gb", 60.0) in sms and ("1", "nvidia.com/gpu", 132.0) in sms
+    capable = {(lab["resource"], v) for lab, v in got["maxtune_gpu_max_autotune_capable"]}
+    assert capable == {
+        ("nvidia.com/gpu", 1.0),
+        ("nvidia.com/mig-3g.40gb", 0.0),
+        ("nvidia.com/mig-1g.10gb", 0.0),
+    }
+    ratios = got["maxtune_gpu_reference_gemm_ratio_to_cublas"]
+    assert len(ratios) == 3 * 2  # three whole GPUs, two sizes
+    assert all(0.9 < v < 1.1 for _, v in ratios)
+    impls = {lab["implementation"] for lab, _ in got["maxtune_gpu_reference_gemm_flops"]}
+    assert impls == {"triton", "cublas"}
+    gains = {
+        lab["mode"]: v for lab, v in got["maxtune_gpu_compile_gain_ratio"] if lab["gpu"] == "1"
+    }
+    assert gains["default"] == 0.0 and gains["max-autotune-no-cudagraphs"] < 0
+    assert all(
+        lab["size"] in {"4096", "8192"}
+        for lab, _ in got["maxtune_gpu_reference_gemm_autotune_seconds"]
+    )
+
+
+def test_failed_gemm_shows_as_not_ok_with_its_reason_and_no_flops() -> None:
+    metrics = AgentMetrics("gpu-bad-triton-0")
+    metrics.observe_status(status_of("gpu-bad-triton-0"), "2.11")
+    got = samples(metrics)
+    assert {(lab["reason"], v) for lab, v in got["maxtune_gpu_reference_gemm_ok"]} == {
+        ("TritonCompileFailed", 0.0)
+    }
+    assert "maxtune_gpu_reference_gemm_flops" not in got
+    assert {v for _, v in got["maxtune_gpu_max_autotune_capable"]} == {0.0}
+
+
+def test_two_agents_in_one_process_have_their_own_registries() -> None:
+    a, b = AgentMetrics("a"), AgentMetrics("b")
+    a.observe_status(status_of("gpu-h100-0"), "2.11")
+    b.observe_status(status_of("gpu-l4-0"), "2.11")
+    assert len(samples(a)["maxtune_gpu_sm_count"]) == 8
+    assert len(samples(b)["maxtune_gpu_sm_count"]) == 4
+    # A GPU gone from the profile takes its series with it (rendered on scrape, never stale).
+    a.observe_status(status_of("gpu-l4-0"), "2.11")
+    assert {v for _, v in samples(a)["maxtune_gpu_sm_count"]} == {58.0}
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Endpoints, AgentMetrics, list[bool]]]:
+    metrics = AgentMetrics("n")
+    ready = [False]
+    server = Endpoints(
+        "127.0.0.1",
+        0,
+        metrics=metrics,
+        readiness=lambda: (ready[0], "profile published" if ready[0] else "not yet"),
+    ).start()
+    yield server, metrics, ready
+    server.stop()
+
+
+def get(port: int, path: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.headers["Content-Type"], r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], e.read().decode()
+
+
+def test_endpoints(served: tuple[Endpoints, AgentMetrics, list[bool]]) -> None:
+    server, metrics, ready = served
+    assert get(server.port, "/healthz")[0] == 200
+    assert get(server.port, "/readyz")[:1] == (503,)
+    ready[0] = True
+    assert get(server.port, "/readyz")[0] == 200
+    metrics.observe_status(status_of("gpu-h100-0"), "2.11")
+    code, ctype, body = get(server.port, "/metrics")
+    assert code == 200 and ctype.startswith("text/plain; version=0.0.4")
+    assert "maxtune_gpu_sm_count{" in body
+    assert get(server.port, "/nope")[0] == 404
