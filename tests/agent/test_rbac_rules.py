@@ -1,0 +1,23 @@
+"""The agent's RBAC constant is the one the chart grants (its RBAC test checks the render)."""
+
+from __future__ import annotations
+
+from maxtune.agent.publish import AGENT_RBAC_RULES
+from tests.chart.rbac import AGENT, grant
+
+
+def test_agent_rbac_rules_match_the_chart_expectation() -> None:
+    from_constant = set().union(
+        *(grant("cluster", group, resource, verbs) for group, resource, verbs in AGENT_RBAC_RULES)
+    )
+    assert from_constant == AGENT
+
+
+def test_agent_rbac_rules_are_read_and_own_writes_only() -> None:
+    verbs = {verb for _, _, vs in AGENT_RBAC_RULES for verb in vs}
+    assert "delete" not in verbs and "deletecollection" not in verbs
+    assert {resource for _, resource, _ in AGENT_RBAC_RULES} == {
+        "gpunodeprofiles",
+        "gpunodeprofiles/status",
+        "autotunepolicies",
+    }
