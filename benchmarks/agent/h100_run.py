@@ -63,6 +63,7 @@ def main() -> int:  # noqa: PLR0915 - one scenario after another
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--gemm-repeats", type=int, default=3, help="level-gemm runs")
     args = parser.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -74,8 +75,12 @@ def main() -> int:  # noqa: PLR0915 - one scenario after another
     summary["probe_json"] = {"rc": rc, "seconds": round(secs, 2)}
     print((out / "probe.txt").read_text(), flush=True)
 
-    for level in ("inventory", "full", "gemm"):
-        profile_file = out / f"profile-{level}.json"
+    runs = ["inventory", "full"] + [
+        "gemm" if i == 0 else f"gemm{i + 1}" for i in range(args.gemm_repeats)
+    ]
+    for run in runs:
+        level = run.rstrip("0123456789")
+        profile_file = out / f"profile-{run}.json"
         rc, secs = timed(
             [
                 *MAXTUNE,
@@ -88,9 +93,9 @@ def main() -> int:  # noqa: PLR0915 - one scenario after another
                 "--profile-file",
                 str(profile_file),
                 "--measurement-log",
-                str(out / f"measurement-{level}.json"),
+                str(out / f"measurement-{run}.json"),
             ],
-            out / f"agent-once-{level}.log",
+            out / f"agent-once-{run}.log",
         )
         entry: dict[str, Any] = {"rc": rc, "seconds_to_published_profile": round(secs, 1)}
         if profile_file.exists():
@@ -119,9 +124,9 @@ def main() -> int:  # noqa: PLR0915 - one scenario after another
                 ]
                 if m.get("compile"):
                     entry["compile"] = m["compile"]
-        entry["log_tail"] = (out / f"agent-once-{level}.log").read_text().splitlines()[-6:]
-        summary[f"once_{level}"] = entry
-        print(level, json.dumps(entry, indent=1), flush=True)
+        entry["log_tail"] = (out / f"agent-once-{run}.log").read_text().splitlines()[-6:]
+        summary[f"once_{run}"] = entry
+        print(run, json.dumps(entry, indent=1), flush=True)
 
     # Restart on the full profile: must keep measurements; then idle CPU and memory.
     log = (out / "agent-daemon.log").open("w")
@@ -223,10 +228,10 @@ def main() -> int:  # noqa: PLR0915 - one scenario after another
     for path in files:
         path.unlink()
     print("\n==== summary ====")
-    for level in ("inventory", "gemm", "full"):
-        e = summary[f"once_{level}"]
+    for run in runs:
+        e = summary[f"once_{run}"]
         print(
-            f"time to published profile, level {level:<9}: {e['seconds_to_published_profile']}s"
+            f"time to published profile, {run:<9}: {e['seconds_to_published_profile']}s"
             f" rc={e['rc']} {e.get('conditions')}"
         )
         for g in e.get("gemm", []):
