@@ -115,8 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"date: {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}")
     print(f"machine: {os.cpu_count()} cpus, {platform.platform()}, {go.stdout.strip()}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in found.versions.items()))
+    print("load average before: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     if args.cold:
         print(f"cold build (fresh GOMODCACHE, GOCACHE, binary cache): {cold_build():.1f}s")
+        print("load average (1/5/15 min): " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
         print(f"relink build (Go caches warm, no binaries): {relink_build():.1f}s")
     print(f"warm build (binaries present): {warm_build():.2f}s")
     runs = [start_up() for _ in range(args.runs)]

@@ -152,7 +152,7 @@ class _Builder:
         module = f"maxtune.local/build/{self.component.name}"
         (self.work / "go.mod").write_text(render_gomod(module, {}))
         extra: list[str] = []
-        if self.component is KUBERNETES:
+        if self.component.name == KUBERNETES.name:
             info = json.loads(
                 self.run(
                     "download module",
@@ -164,11 +164,11 @@ class _Builder:
             replaces = staging_replaces(gomod, self.version)
             (self.work / "go.mod").write_text(render_gomod(module, {}, replaces))
             extra = kube_ldflags(self.version, _now())
-        elif self.component is ETCD:
+        elif self.component.name == ETCD.name:
             extra = etcd_ldflags(self.version)
         targets = [f"{package}@{self.version}" for package, _ in self.component.packages]
         self.run("resolve (go get)", [go, "get", *targets])
-        if self.component is HELM:
+        if self.component.name == HELM.name:
             client_go = self.run(
                 "read client-go version",
                 [go, "list", "-m", "-f", "{{.Version}}", "k8s.io/client-go"],

@@ -63,7 +63,13 @@ class Named:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if pid_alive(pid) else None
+        if not pid_alive(pid):
+            return None
+        try:  # after a reboot the pid may belong to something else entirely
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        return pid if b"maxtune.localplane" in cmdline else None
 
     def info(self) -> dict[str, Any] | None:
         """ready.json of a live plane, else None."""

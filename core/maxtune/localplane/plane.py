@@ -294,7 +294,7 @@ class LocalPlane:
             if spec.ready is None or spec.ready(self._ports):
                 return "ready"
             if not proc.alive():
-                if "address already in use" in proc.log_tail(60):
+                if "address already in use" in proc.own_output():
                     return "port-in-use"
                 return f"exited with code {proc.popen.returncode}"
             time.sleep(0.2)

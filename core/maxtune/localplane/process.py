@@ -77,6 +77,7 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    log_offset: int = 0
 
     @property
     def pid(self) -> int:
@@ -88,6 +89,15 @@ class Proc:
     def log_tail(self, lines: int = 40) -> str:
         return tail(self.log, lines)
 
+    def own_output(self) -> str:
+        """What this process wrote (the log is shared with earlier attempts)."""
+        try:
+            with self.log.open("rb") as handle:
+                handle.seek(self.log_offset)
+                return handle.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
 
 def spawn(name: str, args: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> Proc:
     """Start `args` with its output appended to `log`, tied to this process's life."""
@@ -95,6 +105,7 @@ def spawn(name: str, args: Sequence[str], log: Path, env: Mapping[str, str] | No
     handle = log.open("ab")
     handle.write(f"\n==> {' '.join(args)}\n".encode())
     handle.flush()
+    offset = handle.tell()
     parent = os.getpid()
 
     def start() -> subprocess.Popen[bytes]:
@@ -112,7 +123,7 @@ def spawn(name: str, args: Sequence[str], log: Path, env: Mapping[str, str] | No
         popen = _on_spawner_thread(start)
     finally:
         handle.close()
-    return Proc(name, popen, log)
+    return Proc(name, popen, log, offset)
 
 
 def stop(procs: Sequence[Proc], grace_s: float = 10.0) -> None:
