@@ -177,3 +177,47 @@ def test_orphaned_profile_is_deleted_with_uid_precondition(grace: float) -> None
     assert len(deletes) == 1
     assert deletes[0][1].endswith("/gpunodeprofiles/h0")
     assert deletes[0][2]["preconditions"] == {"uid": "puid-h0"}
+
+
+def test_heartbeat_keeps_derived_tables_and_device_change_drops_them() -> None:
+    f = Fleet()
+    f.add("h0", H100, synced=False)
+    policy = f.state.cluster_policy()
+    assert f.state.warm(policy) == 1 and f.state.warm(policy) == 0
+    table = f.state.mode_ranks("h0", policy)
+    beat = opkit.profile("h0", H100)
+    beat["metadata"].update(uid="puid-h0", resourceVersion="500")
+    rec = read_profile(beat)
+    assert rec is not None
+    f.state.upsert_profile(rec)
+    assert f.state.mode_ranks("h0", policy) is table  # same devices: kept
+    assert f.state.heartbeats["h0"] == rec.heartbeat
+    slower = opkit.profile("h0", H100, gain=-0.1)
+    slower["metadata"].update(uid="puid-h0", resourceVersion="501")
+    rec = read_profile(slower)
+    assert rec is not None
+    f.state.upsert_profile(rec)
+    assert f.state.mode_ranks("h0", policy) == {"nvidia.com/gpu": 0}  # recomputed: default
+
+
+def test_relist_prunes_what_the_watch_missed() -> None:
+    f = Fleet()
+    f.add("a", H100)
+    f.add("b", H100)
+    before = f.state.tick()
+    f.add("c", H100)  # seen after the list started: kept even though the list lacks it
+    gone = f.state.prune("node", {"a"}, before)
+    assert gone == ["b"] and set(f.state.nodes) == {"a", "c"}
+    assert f.state.prune("profile", {"a", "c"}, before) == ["b"]
+
+
+def test_a_list_older_than_a_deletion_does_not_bring_the_object_back() -> None:
+    f = Fleet()
+    f.add("a", H100)
+    stale_list_record = f.state.nodes["a"]
+    stale_profile = f.state.profiles["a"]
+    f.state.delete_node("a")
+    f.state.delete_profile("a")
+    assert not f.state.upsert_node(stale_list_record)
+    assert not f.state.upsert_profile(stale_profile)
+    assert "a" not in f.state.nodes and "a" not in f.state.profiles

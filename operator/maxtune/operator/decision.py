@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -32,7 +32,7 @@ from maxtune.contract.names import (
 from maxtune.contract.policy import recipe
 from maxtune.operator.fleet import FleetState
 from maxtune.operator.gpurequests import ContainerKind, GpuContainer, gpu_containers, pod_needs
-from maxtune.operator.records import NodeRecord, as_dict, as_list
+from maxtune.operator.records import as_dict, as_list
 from maxtune.operator.selection import candidates, read_placement
 
 PROTECTED_NAMESPACES: Final = frozenset({"kube-system"})
@@ -121,119 +121,127 @@ def decide(
         return Skip("no container requests a GPU", result="unchanged")
     policy = fleet.policy_for(namespace)
     placement = read_placement(spec)
-    nodes = candidates(fleet, placement, pod_needs(containers))
+    names = candidates(fleet, placement, pod_needs(containers))
     plan = functools.partial(_plan, spec, containers, policy, version=version)
-    if not nodes:
+    if not names:
         wanted = ", ".join(sorted({r for c in containers for r in c.requests}))
-        return plan({}, reason=f"no node the pod may land on offers {wanted}")
-    modes = _modes_by_node(nodes, containers, fleet, policy, now)
-    if all(m is None for m in modes.values()):
-        return plan({}, reason="no node the pod may land on has a current profile")
+        return plan((), reason=f"no node the pod may land on offers {wanted}")
+    buckets = _buckets(names, containers, fleet, policy, now)
+    if all(ranks is None for _, _, ranks in buckets):
+        return plan((), reason="no node the pod may land on has a current profile")
     if placement.node_name is not None:
-        return plan(modes, reason="spec.nodeName fixes the node: that node's settings")
+        return plan(buckets, reason="spec.nodeName fixes the node: that node's settings")
     if policy.spec.steering == "none":
         reason = "steering none: the mode that holds on every node the pod may land on"
     else:
-        steer = _steer(nodes, modes)
+        steer = _steer(buckets)
         if isinstance(steer, Steer):
-            chosen = {n.name: modes[n.name] for n in steer.targets}
             return plan(
-                chosen,
+                steer.targets,
                 reason="placement narrowed to the GPU classes where the strongest mode holds",
                 steered=True,
                 classes=steer.classes,
                 expressions=steer.expressions,
             )
         reason = steer
-    if any(m is None for m in modes.values()):
+    if any(ranks is None for _, _, ranks in buckets):
         reason += "; some of them have no current profile, where only default holds"
-    return plan(modes, reason=reason, classes=_classes(nodes))
+    classes = tuple(sorted({cls for cls, _, _ in buckets if cls}))
+    return plan(buckets, reason=reason, classes=classes)
 
 
 # ---------------------------------------------------------------- modes per node
 
-NodeModes = tuple[Mode, ...] | None  # one mode per GPU container; None: nothing known
+# Modes as ranks (weakest = 0), so that the per-node work is integer comparisons.
+_MODES: Final = tuple(Mode)
+_RANK: Final = {mode: i for i, mode in enumerate(_MODES)}
+assert all(_RANK[m] == strength(m) for m in _MODES)
+
+Ranks = tuple[int, ...] | None  # one mode rank per GPU container; None: nothing known
+# Nodes that look alike to the decision: (gpu-class label, recommended-mode label, ranks).
+Bucket = tuple[str | None, str | None, Ranks]
 
 
-def _modes_by_node(
-    nodes: Sequence[NodeRecord],
+def _buckets(
+    names: Iterable[str],
     containers: Sequence[GpuContainer],
     fleet: FleetState,
     policy: AutotunePolicy,
     now: float,
-) -> dict[str, NodeModes]:
+) -> set[Bucket]:
+    """The candidates, reduced to the few kinds of node that matter for the decision.
+
+    This is the only loop over candidate nodes, so it is kept tight: at 2,000
+    nodes every other step works on a handful of buckets instead.
+    """
     oldest = now - policy.spec.stale_after_seconds
-    profiles = fleet.profiles
-    found: dict[str, NodeModes] = {}
-    for node in nodes:
-        profile = profiles.get(node.name)
-        if profile is None or profile.heartbeat is None or profile.heartbeat < oldest:
-            found[node.name] = None
-            continue
-        summaries = fleet.summaries(node.name, policy)
-        per_container: list[Mode] = []
-        for c in containers:
-            got = [summaries[r].recommended_mode for r in c.requests if r in summaries]
-            if len(got) != len(c.requests):
-                break
-            per_container.append(weakest(got))
-        found[node.name] = tuple(per_container) if len(per_container) == len(containers) else None
+    nodes, heartbeats, cache = fleet.nodes, fleet.heartbeats, fleet.rank_cache(policy)
+    wanted = [tuple(c.requests) for c in containers]
+    only = wanted[0][0] if len(wanted) == 1 and len(wanted[0]) == 1 else None
+    found: set[Bucket] = set()
+    for name in names:
+        ranks: Ranks = None
+        heartbeat = heartbeats.get(name)
+        if heartbeat is not None and heartbeat >= oldest:
+            table = cache.get(name)
+            if table is None:
+                table = fleet.mode_ranks(name, policy)
+            if only is not None:
+                rank = table.get(only, -1)
+                ranks = (rank,) if rank >= 0 else None
+            else:
+                got = tuple(min(table.get(r, -1) for r in rs) for rs in wanted)
+                ranks = None if min(got) < 0 else got
+        labels = nodes[name].labels
+        found.add((labels.get(LABEL_CLASS), labels.get(LABEL_MODE), ranks))
     return found
 
 
-def _pod_mode(modes: NodeModes) -> Mode | None:
-    return weakest(list(modes)) if modes is not None else None
-
-
-def _at_least(modes: NodeModes, target: Mode) -> bool:
-    mode = _pod_mode(modes)
-    return mode is not None and strength(mode) >= strength(target)
-
-
-def _classes(nodes: Sequence[NodeRecord]) -> tuple[str, ...]:
-    return tuple(sorted({n.labels[LABEL_CLASS] for n in nodes if LABEL_CLASS in n.labels}))
-
-
-def _pure_classes(
-    pool: Sequence[NodeRecord], modes: Mapping[str, NodeModes], target: Mode
-) -> tuple[list[NodeRecord], tuple[str, ...]]:
-    """Classes (by node label) offering `target` whose every node in `pool` holds it."""
-    offered = {
-        n.labels[LABEL_CLASS]
-        for n in pool
-        if LABEL_CLASS in n.labels and _pod_mode(modes[n.name]) == target
-    }
-    broken = {n.labels.get(LABEL_CLASS) for n in pool if not _at_least(modes[n.name], target)}
-    good = tuple(sorted(offered - broken))
-    return [n for n in pool if n.labels.get(LABEL_CLASS) in good], good
+def _pod_rank(ranks: Ranks) -> int | None:
+    return min(ranks) if ranks is not None else None
 
 
 @dataclass(frozen=True, slots=True)
 class Steer:
-    targets: list[NodeRecord]
+    targets: list[Bucket]
     expressions: tuple[Mapping[str, Any], ...]
     classes: tuple[str, ...]
 
 
-def _steer(nodes: Sequence[NodeRecord], modes: Mapping[str, NodeModes]) -> Steer | str:
+def _pure_classes(pool: Iterable[Bucket], target: int) -> tuple[str, ...]:
+    """Classes (by node label) offering `target` whose every node in `pool` holds it."""
+    offered: set[str] = set()
+    broken: set[str | None] = set()
+    for cls, _, ranks in pool:
+        rank = _pod_rank(ranks)
+        if cls and rank == target:
+            offered.add(cls)
+        if rank is None or rank < target:
+            broken.add(cls)
+    return tuple(sorted(offered - broken))
+
+
+def _steer(buckets: set[Bucket]) -> Steer | str:
     """The strongest non-default mode that node labels can confine the pod to, or why none.
 
     By class first; where a class mixes nodes that hold the mode with nodes
     that do not (a namespace policy stricter than the cluster's, a node whose
     measurement differs), by class and recommended-mode label together.
     """
-    offered = {m for m in (_pod_mode(v) for v in modes.values()) if m is not None}
-    for target in sorted(offered, key=strength, reverse=True):
-        if target is Mode.DEFAULT:
+    offered = {r for r in (_pod_rank(ranks) for _, _, ranks in buckets) if r is not None}
+    for target in sorted(offered, reverse=True):
+        if target == 0:
             break
-        targets, good = _pure_classes(nodes, modes, target)
-        if targets:
-            return Steer(targets, (_in(LABEL_CLASS, good),), good)
-        labelled = [n for n in nodes if n.labels.get(LABEL_MODE) == target.value]
-        targets, good = _pure_classes(labelled, modes, target)
-        if targets:
-            return Steer(targets, (_in(LABEL_CLASS, good), _in(LABEL_MODE, (target.value,))), good)
-    if max(offered, key=strength) is Mode.DEFAULT:
+        good = _pure_classes(buckets, target)
+        if good:
+            return Steer([b for b in buckets if b[0] in good], (_in(LABEL_CLASS, good),), good)
+        mode = _MODES[target].value
+        labelled = [b for b in buckets if b[1] == mode]
+        good = _pure_classes(labelled, target)
+        if good:
+            targets = [b for b in labelled if b[0] in good]
+            return Steer(targets, (_in(LABEL_CLASS, good), _in(LABEL_MODE, (mode,))), good)
+    if max(offered) == 0:
         return "default is the strongest mode on the nodes the pod may land on"
     return (
         "no maxtune.io/ node labels confine the pod to where a stronger mode holds (yet): "
@@ -264,7 +272,7 @@ def _plan(
     spec: Mapping[str, Any],
     containers: Sequence[GpuContainer],
     policy: AutotunePolicy,
-    modes: Mapping[str, NodeModes],
+    buckets: Iterable[Bucket],
     *,
     version: str,
     reason: str,
@@ -272,17 +280,15 @@ def _plan(
     classes: tuple[str, ...] = (),
     expressions: tuple[Mapping[str, Any], ...] = (),
 ) -> Decision:
-    """Per GPU container: the weakest mode over `modes`' nodes, and the variables to add."""
+    """Per GPU container: the weakest mode over the buckets' nodes, and the variables to add."""
     plans: list[ContainerPlan] = []
     user_set: set[str] = set()
+    rank_sets = [ranks for _, _, ranks in buckets]
     for i, c in enumerate(containers):
-        if modes:
+        c_mode: Mode | None = None
+        if rank_sets:
             # Unknown nodes count as default: the only settings known to hold there.
-            c_mode: Mode | None = weakest(
-                [m[i] if m is not None else Mode.DEFAULT for m in modes.values()]
-            )
-        else:
-            c_mode = None
+            c_mode = _MODES[min(r[i] if r is not None else 0 for r in rank_sets)]
         raw = as_dict(as_list(spec.get(c.kind))[c.index])
         own = _env_names(raw)
         wanted = recipe(policy.spec, c_mode) if c_mode is not None else {}

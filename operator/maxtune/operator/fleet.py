@@ -12,13 +12,14 @@ a Python loop over 2,000 nodes on every admission request.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import TypeVar
 
 from maxtune.contract.assess import node_labels, resources_by_name, summarize
 from maxtune.contract.models import AutotunePolicy, ResourceSummary
+from maxtune.contract.modes import strength
 from maxtune.contract.policy import cluster_policy, policy_for_namespace
 from maxtune.operator.records import NodeRecord, ProfileRecord, resource_version_number
 
@@ -29,6 +30,7 @@ DirtyListener = Callable[[Iterable[str] | None], None]
 
 _EMPTY: frozenset[str] = frozenset()
 K = TypeVar("K")
+TOMBSTONES = 8192  # remembered deletions; far more than happen between two relists
 
 
 def policy_key(policy: AutotunePolicy) -> PolicyKey:
@@ -60,13 +62,18 @@ class FleetState:
         self._tainted: set[str] = set()
         self._all: set[str] = set()
         self._summaries: dict[PolicyKey, dict[str, Mapping[str, ResourceSummary]]] = {}
+        self._ranks: dict[PolicyKey, dict[str, Mapping[str, int]]] = {}
+        self._heartbeats: dict[str, float] = {}
         self._policy_for_ns: dict[str, AutotunePolicy] = {}
         self._cluster_policy: AutotunePolicy | None = None
         self._listeners: list[DirtyListener] = []
-        self._desired: dict[str, tuple[tuple[str, PolicyKey], Mapping[str, str]]] = {}
+        self._desired: dict[str, tuple[PolicyKey, Mapping[str, str]]] = {}
         # Which upsert last saw each object; a relist prunes what it did not see since.
         self._tick = 0
         self._seen: dict[tuple[str, str], int] = {}
+        # uids of deleted objects: a list taken before a deletion but read after it
+        # must not bring the object back.
+        self._tombstones: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     # ------------------------------------------------------------ listeners
 
@@ -82,6 +89,15 @@ class FleetState:
 
     def tick(self) -> int:
         return self._tick
+
+    def _bury(self, kind: str, uid: str | None) -> None:
+        if uid:
+            self._tombstones[(kind, uid)] = None
+            if len(self._tombstones) > TOMBSTONES:
+                self._tombstones.popitem(last=False)
+
+    def _buried(self, kind: str, uid: str | None) -> bool:
+        return bool(uid) and (kind, uid) in self._tombstones
 
     def _stamp(self, kind: str, name: str) -> None:
         self._tick += 1
@@ -99,12 +115,14 @@ class FleetState:
             if k == kind and name not in keep and stamp <= before
         ]
         for name in gone:
-            {
-                "node": self.delete_node,
-                "profile": self.delete_profile,
-                "policy": self.delete_policy,
-                "namespace": self.delete_namespace,
-            }[kind](name)
+            if kind == "node":
+                self.delete_node(name)
+            elif kind == "profile":
+                self.delete_profile(name)
+            elif kind == "policy":
+                self.delete_policy(name)
+            else:
+                self.delete_namespace(name)
         return gone
 
     # ------------------------------------------------------------ nodes
@@ -115,6 +133,8 @@ class FleetState:
 
     def upsert_node(self, record: NodeRecord) -> bool:
         """Store the node; True when anything the operator decides from changed."""
+        if self._buried("node", record.uid):
+            return False
         self._stamp("node", record.name)
         old = self._nodes.get(record.name)
         if old is not None:
@@ -131,9 +151,10 @@ class FleetState:
         self._dirty((record.name,))
         return True
 
-    def delete_node(self, name: str) -> bool:
+    def delete_node(self, name: str, uid: str | None = None) -> bool:
         self._seen.pop(("node", name), None)
         old = self._nodes.pop(name, None)
+        self._bury("node", uid or (old.uid if old else None))
         if old is None:
             return False
         self._unindex(old)
@@ -185,6 +206,8 @@ class FleetState:
         return MappingProxyType(self._profiles)
 
     def upsert_profile(self, record: ProfileRecord) -> bool:
+        if self._buried("profile", record.uid):
+            return False
         self._stamp("profile", record.node_name)
         old = self._profiles.get(record.node_name)
         if old is not None and old.uid == record.uid:
@@ -193,14 +216,22 @@ class FleetState:
             if old.resource_version == record.resource_version:
                 return False
         self._profiles[record.node_name] = record
-        self._forget_derived(record.node_name)
+        if record.heartbeat is not None:
+            self._heartbeats[record.node_name] = record.heartbeat
+        else:
+            self._heartbeats.pop(record.node_name, None)
+        if not _same_devices(old, record):  # a heartbeat alone keeps what was derived
+            self._forget_derived(record.node_name)
         self._dirty((record.node_name,))
         return True
 
-    def delete_profile(self, node_name: str) -> bool:
+    def delete_profile(self, node_name: str, uid: str | None = None) -> bool:
         self._seen.pop(("profile", node_name), None)
-        if self._profiles.pop(node_name, None) is None:
+        old = self._profiles.pop(node_name, None)
+        self._bury("profile", uid or (old.uid if old else None))
+        if old is None:
             return False
+        self._heartbeats.pop(node_name, None)
         self._forget_derived(node_name)
         self._dirty((node_name,))
         return True
@@ -209,6 +240,8 @@ class FleetState:
         self._desired.pop(node_name, None)
         for cache in self._summaries.values():
             cache.pop(node_name, None)
+        for ranks in self._ranks.values():
+            ranks.pop(node_name, None)
 
     def is_stale(self, node_name: str, now: float) -> bool:
         """The profile's heartbeat is older than the cluster policy allows (or missing)."""
@@ -230,7 +263,7 @@ class FleetState:
         if self.is_stale(node_name, now):
             return {}
         policy = self.cluster_policy()
-        key = (profile.resource_version, policy_key(policy))
+        key = policy_key(policy)
         cached = self._desired.get(node_name)
         if cached is None or cached[0] != key:
             # Staleness is checked above against the wall clock; here the
@@ -238,6 +271,50 @@ class FleetState:
             labels = node_labels(profile.status, policy.spec, profile.status.heartbeat_time)
             cached = self._desired[node_name] = (key, MappingProxyType(dict(labels)))
         return cached[1]
+
+    @property
+    def heartbeats(self) -> Mapping[str, float]:
+        """POSIX heartbeat time of every profile that has a usable status, by node name."""
+        return self._heartbeats
+
+    def rank_cache(self, policy: AutotunePolicy) -> Mapping[str, Mapping[str, int]]:
+        """The mode tables computed so far under `policy` (hot-path read; may miss nodes)."""
+        key = policy_key(policy)
+        cache = self._ranks.get(key)
+        if cache is None:
+            cache = self._ranks[key] = {}
+        return cache
+
+    def mode_ranks(self, node_name: str, policy: AutotunePolicy) -> Mapping[str, int]:
+        """Per GPU resource, the recommended mode's rank (0 = default) under `policy`."""
+        key = policy_key(policy)
+        cache = self._ranks.get(key)
+        if cache is None:
+            cache = self._ranks[key] = {}
+        found = cache.get(node_name)
+        if found is None:
+            found = cache[node_name] = {
+                name: strength(s.recommended_mode)
+                for name, s in self.summaries(node_name, policy).items()
+            }
+        return found
+
+    def warm(self, policy: AutotunePolicy, budget: int = 50) -> int:
+        """Compute up to `budget` missing mode tables for `policy`; returns how many it did.
+
+        The runtime calls it in small steps between admissions, so that the
+        first request after start-up or a policy change finds them ready.
+        """
+        cache = self._ranks.get(policy_key(policy), {})
+        done = 0
+        for name in self._profiles:
+            if name not in cache:
+                self.mode_ranks(name, policy)
+                cache = self._ranks[policy_key(policy)]
+                done += 1
+                if done >= budget:
+                    break
+        return done
 
     def summaries(self, node_name: str, policy: AutotunePolicy) -> Mapping[str, ResourceSummary]:
         """Per-resource summaries of the node's profile under `policy` (empty: none known)."""
@@ -262,6 +339,8 @@ class FleetState:
         return MappingProxyType(self._policies)
 
     def upsert_policy(self, policy: AutotunePolicy) -> bool:
+        if self._buried("policy", policy.metadata.uid):
+            return False
         self._stamp("policy", policy.metadata.name)
         old = self._policies.get(policy.metadata.name)
         if old is not None and old.metadata.resource_version == policy.metadata.resource_version:
@@ -270,9 +349,11 @@ class FleetState:
         self._policies_changed()
         return True
 
-    def delete_policy(self, name: str) -> bool:
+    def delete_policy(self, name: str, uid: str | None = None) -> bool:
         self._seen.pop(("policy", name), None)
-        if self._policies.pop(name, None) is None:
+        old = self._policies.pop(name, None)
+        self._bury("policy", uid or (old.metadata.uid if old else None))
+        if old is None:
             return False
         self._policies_changed()
         return True
@@ -280,6 +361,7 @@ class FleetState:
     def _policies_changed(self) -> None:
         before = self._cluster_policy
         self._summaries.clear()
+        self._ranks.clear()
         self._desired.clear()
         self._policy_for_ns.clear()
         self._cluster_policy = None
@@ -320,6 +402,13 @@ class FleetState:
 
     def namespace_opted_in(self, name: str) -> bool:
         return name in self._inject_namespaces
+
+
+def _same_devices(old: ProfileRecord | None, new: ProfileRecord) -> bool:
+    """Same GPUs and measurements: nothing derived from the profile can differ."""
+    if old is None or old.status is None or new.status is None:
+        return False
+    return old.status.gpus == new.status.gpus
 
 
 def _discard(index: dict[K, set[str]], key: K, name: str) -> None:

@@ -67,11 +67,15 @@ class KopfThread:
         self.kube = kube
         self.loop = loop
         self.stop_flag = threading.Event()
+        self.listed = asyncio.Event()  # kopf's watches stand (see watch.registry)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._main, name="kopf", daemon=True)
 
     def deliver(self, change: Callable[[FleetState], object]) -> None:
         self.loop.call_soon_threadsafe(change, self.fleet)
+
+    def _on_listed(self) -> None:
+        self.loop.call_soon_threadsafe(self.listed.set)
 
     def _main(self) -> None:
         import kopf  # noqa: PLC0415 - only the operator process needs it
@@ -82,7 +86,7 @@ class KopfThread:
         try:
             asyncio.run(
                 kopf.operator(
-                    registry=watch.registry(self.deliver, self.kube),
+                    registry=watch.registry(self.deliver, self.kube, self._on_listed),
                     settings=watch.settings(),
                     standalone=True,
                     clusterwide=True,
@@ -201,8 +205,18 @@ class Operator:
             self.metrics_port,
         )
 
+    async def _load(self) -> None:
+        """Our own complete list, taken once kopf's watches stand: together they miss nothing.
+
+        A deletion before the list is absent from it; one after it comes as a
+        watch event (and a tombstone keeps the list from bringing it back).
+        """
+        assert self._kopf is not None
+        await self._kopf.listed.wait()
+        await sync.prime(self.kube, self.fleet)
+
     async def _prime_unless_stopped(self) -> bool:
-        primed = asyncio.create_task(sync.prime(self.kube, self.fleet), name="prime")
+        primed = asyncio.create_task(self._load(), name="prime")
         stopped = asyncio.create_task(self._stop.wait())
         await asyncio.wait({primed, stopped}, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
@@ -210,6 +224,7 @@ class Operator:
             primed.cancel()
             return False
         primed.result()
+        await self._warm()
         self.primed = True
         self.metrics.ready.set(1)
         log.info(
@@ -220,10 +235,26 @@ class Operator:
         )
         return True
 
+    async def _warm(self) -> None:
+        """Compute every policy's mode tables in small steps between admissions."""
+        policies = [self.fleet.cluster_policy(), *self.fleet.policies.values()]
+        for policy in policies:
+            done = self.fleet.warm(policy, budget=50)
+            while done:
+                await asyncio.sleep(0)  # let admissions in between the steps
+                done = self.fleet.warm(policy, budget=50)
+
+    async def _warm_forever(self, interval: float = 0.5) -> None:
+        """New profiles and policy changes leave tables to compute; do it before a request must."""
+        while True:
+            await self._warm()
+            await asyncio.sleep(interval)
+
     def _start_background(self) -> None:
         cfg = self.config
         relist = sync.relist_forever(self.kube, self.fleet, cfg.relist_seconds)
         self._tasks.append(asyncio.create_task(relist, name="relist"))
+        self._tasks.append(asyncio.create_task(self._warm_forever(), name="warm"))
         if not cfg.leader_election:
             self._start_labeller()
             return

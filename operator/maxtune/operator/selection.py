@@ -239,40 +239,34 @@ def _term_set(fleet: FleetState, term: Term) -> set[str]:
     return found if found is not None else set()
 
 
-def candidates(
-    fleet: FleetState, placement: Placement, needs: Mapping[str, int]
-) -> list[NodeRecord]:
-    """Nodes with enough allocatable of every resource in `needs` that the pod may land on.
-
-    Sorted by name so that every decision built on them is deterministic.
-    """
+def candidates(fleet: FleetState, placement: Placement, needs: Mapping[str, int]) -> set[str]:
+    """Names of the nodes with enough allocatable of every resource in `needs` that the pod
+    may land on."""
     nodes = fleet.nodes
     if placement.node_name is not None:
         node = nodes.get(placement.node_name)
-        chosen: set[str] = {node.name} if node is not None else set()
+        if node is None or any(node.gpus.get(r, 0) < n for r, n in needs.items()):
+            return set()
+        return {node.name}
+    sets = [fleet.with_resource(r) for r in needs]
+    sets += [fleet.with_label(k, v) for k, v in placement.node_selector]
+    if not sets:
+        chosen = set(fleet.all_nodes())
     else:
-        sets = [fleet.with_resource(r) for r in needs]
-        sets += [fleet.with_label(k, v) for k, v in placement.node_selector]
-        if not sets:
-            chosen = set(fleet.all_nodes())
-        else:
-            sets.sort(key=len)
-            chosen = set(sets[0])
-            for other in sets[1:]:
-                chosen &= other
-        if chosen and placement.terms is not None:
-            allowed: set[str] = set()
-            for term in placement.terms:
-                allowed |= _term_set(fleet, term)
-            chosen &= allowed
-        if chosen:
-            tainted = chosen & fleet.tainted()
-            for name in tainted:
-                if not tolerates_all(placement.tolerations, nodes[name].taints):
-                    chosen.discard(name)
-    result = []
-    for name in sorted(chosen):
-        node = nodes[name]
-        if all(node.gpus.get(r, 0) >= n for r, n in needs.items()):
-            result.append(node)
-    return result
+        sets.sort(key=len)
+        chosen = set(sets[0])
+        for other in sets[1:]:
+            chosen &= other
+    if chosen and placement.terms is not None:
+        allowed: set[str] = set()
+        for term in placement.terms:
+            allowed |= _term_set(fleet, term)
+        chosen &= allowed
+    if chosen:
+        for name in chosen & fleet.tainted():
+            if not tolerates_all(placement.tolerations, nodes[name].taints):
+                chosen.discard(name)
+    for resource, count in needs.items():
+        if count > 1:  # the index already guarantees one
+            chosen = {n for n in chosen if nodes[n].gpus.get(resource, 0) >= count}
+    return chosen

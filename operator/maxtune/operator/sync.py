@@ -87,14 +87,15 @@ def event_change(
     name = _name(body)
     if name is None:
         return None
+    uid = str(as_dict(body.get("metadata")).get("uid") or "") or None
     if kind == "node":
-        return lambda f: f.delete_node(name)
+        return lambda f: f.delete_node(name, uid)
     if kind == "profile":
         profile = read_profile(body)
         node_name = profile.node_name if profile else name
-        return lambda f: f.delete_profile(node_name)
+        return lambda f: f.delete_profile(node_name, uid)
     if kind == "policy":
-        return lambda f: f.delete_policy(name)
+        return lambda f: f.delete_policy(name, uid)
     return lambda f: f.delete_namespace(name)
 
 

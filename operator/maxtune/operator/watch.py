@@ -44,16 +44,35 @@ def settings(*, list_chunk: int = 500) -> kopf.OperatorSettings:
     return s
 
 
-def registry(deliver: Deliver, kube: Kube) -> kopf.OperatorRegistry:
+RESOURCES: tuple[tuple[Kind, str, str, str], ...] = (
+    ("node", "", "v1", "nodes"),
+    ("namespace", "", "v1", "namespaces"),
+    ("profile", GROUP, VERSION, PROFILE_PLURAL),
+    ("policy", GROUP, VERSION, POLICY_PLURAL),
+)
+
+
+def registry(deliver: Deliver, kube: Kube, on_listed: Callable[[], None]) -> kopf.OperatorRegistry:
     """A private registry (never kopf's global one), so tests can run several operators.
 
     Handlers read each event into a small change and `deliver` it to the loop
     that owns FleetState (kopf runs on a thread of its own: see runtime.py).
+
+    Every kind also gets an index handler that stores nothing. Its only use is
+    kopf's rule that no event handler runs before every indexed kind has been
+    listed: the first event handler call therefore says "kopf's watches stand",
+    and `on_listed` tells the runtime that a list taken from now on misses no
+    deletion (namespaces always exist, so that first call always comes).
     """
     reg = kopf.OperatorRegistry()
+    listed = False
 
     def feed(kind: Kind) -> Any:
         async def handler(event: dict[str, Any], **_: Any) -> None:
+            nonlocal listed
+            if not listed:
+                listed = True
+                on_listed()
             change = event_change(kind, event.get("type"), event.get("object") or {})
             if change is not None:
                 deliver(change)
@@ -61,10 +80,12 @@ def registry(deliver: Deliver, kube: Kube) -> kopf.OperatorRegistry:
         handler.__name__ = f"feed_{kind}"
         return handler
 
-    kopf.on.event("", "v1", "nodes", registry=reg, id="nodes")(feed("node"))
-    kopf.on.event("", "v1", "namespaces", registry=reg, id="namespaces")(feed("namespace"))
-    kopf.on.event(GROUP, VERSION, PROFILE_PLURAL, registry=reg, id="profiles")(feed("profile"))
-    kopf.on.event(GROUP, VERSION, POLICY_PLURAL, registry=reg, id="policies")(feed("policy"))
+    async def nothing(**_: Any) -> None:
+        return None
+
+    for kind, group, version, plural in RESOURCES:
+        kopf.index(group, version, plural, registry=reg, id=f"{kind}-listed")(nothing)
+        kopf.on.event(group, version, plural, registry=reg, id=kind)(feed(kind))
 
     @kopf.on.login(registry=reg)
     def login(**_: Any) -> kopf.ConnectionInfo:
