@@ -209,14 +209,12 @@ class LocalPlane:
             ("etcd",),
         ):
             stop([self._procs[name] for name in tier if name in self._procs])
+        self._procs.clear()
         with _live_lock:
             _live.discard(self)
         keep = self._keep_state if keep_state is None else keep_state
         if not keep and self._state is not None and self._given_state is None:
             shutil.rmtree(self._state, ignore_errors=True)
-
-    def __hash__(self) -> int:
-        return id(self)
 
     # -- internals --------------------------------------------------------
 
