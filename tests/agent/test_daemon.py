@@ -263,3 +263,34 @@ def test_file_sink_rejects_an_unreadable_file(tmp_path: Path) -> None:
     agent = Agent(node="n", backend=CountingBackend(DEMO, "gpu-l4-0"), sink=FileSink(path))
     agent.recover()  # says so in the log and starts fresh
     assert agent.state.fingerprint is None
+
+
+class UnreadableAtFirst(FileSink):
+    """The profile cannot be read on the first try (API server away at start-up)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.reads = 0
+
+    def read(self, node: str) -> GPUNodeProfile | None:
+        self.reads += 1
+        if self.reads == 1:
+            raise PublishError("API server unreachable: ConnectionRefusedError", retry=True)
+        return super().read(node)
+
+
+def test_a_failed_read_at_start_is_retried_before_measuring(tmp_path: Path) -> None:
+    out = tmp_path / "p.json"
+    Agent(
+        node="gpu-h100-0",
+        backend=CountingBackend(DEMO, "gpu-h100-0"),
+        sink=FileSink(out),
+        level="gemm",
+    ).tick(block=True)
+    backend = CountingBackend(DEMO, "gpu-h100-0")
+    sink = UnreadableAtFirst(out)
+    agent = Agent(node="gpu-h100-0", backend=backend, sink=sink, level="gemm")
+    agent.recover()  # fails: the server is away
+    agent.tick(block=True)  # the round reads it again, and keeps the measurements
+    assert sink.reads == 2
+    assert backend.measured == []

@@ -87,6 +87,7 @@ class Agent:
         self._spec: PolicySpec = local_policy_spec()
         self._measuring: threading.Thread | None = None
         self.first_complete_publish_s: float | None = None
+        self._recovered = False
 
     # -- readiness ---------------------------------------------------------
 
@@ -98,14 +99,20 @@ class Agent:
     # -- start-up ------------------------------------------------------------
 
     def recover(self) -> None:
-        """Read our own published profile: its conditions and (if still valid) measurements."""
+        """Read our own published profile: its conditions and (if still valid) measurements.
+
+        When the read fails (API server away at start-up), later rounds try again until
+        one succeeds or a measurement of our own has landed.
+        """
         if self.sink is None:
+            self._recovered = True
             return
         try:
             profile = self.sink.read(self.node)
         except PublishError as exc:
-            log.warning("could not read the published profile (%s); starting fresh", exc)
+            log.warning("could not read the published profile (%s); will try again", exc)
             return
+        self._recovered = True
         if profile is not None and profile.status is not None:
             self._previous = profile.status
             log.info(
@@ -203,6 +210,8 @@ class Agent:
             self.state.measured_time = self.clock()
 
     def build(self) -> tuple[ProfileStatus, Inventory]:
+        if not self._recovered and self.state.measured_time is None:
+            self.recover()
         inventory = self.backend.inventory()
         software = self.backend.software(inventory)
         spec = self._policy()
