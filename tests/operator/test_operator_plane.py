@@ -395,7 +395,7 @@ def test_status_and_cleanup_commands(
     assert operator.stop() == 0
     try:
         done = subprocess.run(
-            [str(MAXTUNE), "cleanup", "--kubeconfig", str(kubeconfig)],
+            [str(MAXTUNE), "cleanup", "--kubeconfig", str(kubeconfig), "--settle-seconds", "1"],
             capture_output=True,
             text=True,
             check=True,

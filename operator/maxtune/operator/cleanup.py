@@ -1,6 +1,6 @@
 """`maxtune cleanup`: take every `maxtune.io/` label off every node.
 
-The chart's pre-delete hook runs it, so uninstalling maxtune leaves no labels
+The chart's post-delete hook runs it, so uninstalling maxtune leaves no labels
 behind (GPU Feature Discovery's labels outliving the GPU operator is a known
 complaint: gpu-operator #1391). Only `maxtune.io/` keys are named in the merge
 patch; nothing else on the node is touched.
@@ -57,9 +57,16 @@ def remove_all_labels(kube: Kube, *, dry_run: bool = False, attempts: int = 3) -
 
 
 def cleanup_command(args: argparse.Namespace, out: IO[str]) -> int:
+    """Remove, wait, remove again: a labeller still inside its termination grace may relabel."""
     try:
         kube = Kube.connect(args.kubeconfig)
         cleaned, failed = remove_all_labels(kube, dry_run=args.dry_run)
+        if not args.dry_run and args.settle_seconds > 0:
+            time.sleep(args.settle_seconds)
+            again, failed_again = remove_all_labels(kube)
+            if again:
+                log.info("%d node(s) were relabelled meanwhile; removed again", again)
+            failed += failed_again
     except KubeError as exc:
         raise SystemExit(f"maxtune cleanup: cannot reach the cluster: {exc}") from None
     verb = "would remove" if args.dry_run else "removed"

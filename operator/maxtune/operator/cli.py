@@ -172,10 +172,17 @@ def _run_status(args: argparse.Namespace) -> int:
 def _register_cleanup(subparsers: Any) -> None:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "cleanup",
-        help="remove every maxtune.io/ node label (the chart's pre-delete hook runs this)",
+        help="remove every maxtune.io/ node label (the chart's uninstall hook runs this)",
     )
     p.add_argument("--kubeconfig", type=Path)
     p.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    p.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=5.0,
+        help="after removing, wait this long and remove again (a terminating labeller may "
+        "have relabelled); 0: one pass",
+    )
     p.set_defaults(handler=_run_cleanup)
 
 

@@ -126,6 +126,8 @@ class Operator:
         self._kopf: KopfThread | None = None
         self._elector: LeaderElector | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._missing_crds: set[sync.Kind] = set()
+        self._exit_code = 0
         self._runners: list[web.AppRunner] = []
 
     # ------------------------------------------------------------ probes
@@ -158,6 +160,14 @@ class Operator:
     # ------------------------------------------------------------ lifecycle
 
     def stop(self) -> None:
+        self._stop.set()
+
+    def _crd_installed(self, kind: str) -> None:
+        """kopf (scanning off) watches only what existed at its start: restart to watch it."""
+        log.error(
+            "the CRD for %ss appeared after start-up; exiting so that a restart watches it", kind
+        )
+        self._exit_code = 1
         self._stop.set()
 
     async def serve(self) -> int:
@@ -213,7 +223,7 @@ class Operator:
         """
         assert self._kopf is not None
         await self._kopf.listed.wait()
-        await sync.prime(self.kube, self.fleet)
+        self._missing_crds = await sync.prime(self.kube, self.fleet)
 
     async def _prime_unless_stopped(self) -> bool:
         primed = asyncio.create_task(self._load(), name="prime")
@@ -252,7 +262,13 @@ class Operator:
 
     def _start_background(self) -> None:
         cfg = self.config
-        relist = sync.relist_forever(self.kube, self.fleet, cfg.relist_seconds)
+        relist = sync.relist_forever(
+            self.kube,
+            self.fleet,
+            cfg.relist_seconds,
+            missing=self._missing_crds,
+            on_crd_installed=self._crd_installed,
+        )
         self._tasks.append(asyncio.create_task(relist, name="relist"))
         self._tasks.append(asyncio.create_task(self._warm_forever(), name="warm"))
         if not cfg.leader_election:
@@ -280,7 +296,7 @@ class Operator:
                 return 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=1.0)
-        return 0
+        return self._exit_code
 
     async def _shutdown(self, *, grace: bool) -> None:
         self.stopping = True

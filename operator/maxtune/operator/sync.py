@@ -107,6 +107,10 @@ def apply_event(
         change(fleet)
 
 
+class CrdMissing(Exception):
+    """The kind's CRD is not installed (its list answered 404)."""
+
+
 def _fetch(kube: Kube, kind: Kind) -> list[Item]:
     """Every object of `kind`, read page by page (runs in a worker thread)."""
     for attempt in range(3):
@@ -117,37 +121,48 @@ def _fetch(kube: Kube, kind: Kind) -> list[Item]:
             return items
         except KubeError as exc:
             if exc.status == 404 and kind in ("profile", "policy"):
-                log.warning("the %s CRD is not installed: no %ss yet", kind, kind)
-                return []
+                raise CrdMissing(kind) from None
             if exc.status == 410 and attempt < 2:  # continue token expired: list again
                 continue
             raise
     raise AssertionError("unreachable")
 
 
-async def relist(kube: Kube, fleet: FleetState, kind: Kind) -> int:
-    """Bring `kind` in FleetState in line with a complete list; returns how many it has."""
+async def relist(kube: Kube, fleet: FleetState, kind: Kind) -> int | None:
+    """Bring `kind` in FleetState in line with a complete list; returns how many it has.
+
+    None: the kind's CRD is not installed (it counts as empty).
+    """
     before = fleet.tick()
-    items = await asyncio.to_thread(_fetch, kube, kind)
+    try:
+        items = await asyncio.to_thread(_fetch, kube, kind)
+    except CrdMissing:
+        items = []
+        missing = True
+    else:
+        missing = False
     for found in items:
         found.apply(fleet)
     gone = fleet.prune(kind, {i.name for i in items}, before)
     if gone:
         log.info("relist of %ss dropped %d missed deletion(s)", kind, len(gone))
-    return len(items)
+    return None if missing else len(items)
 
 
 async def prime(
     kube: Kube, fleet: FleetState, *, retry_max: float = 30.0, attempts: int | None = None
-) -> None:
-    """List every kind once, retrying with backoff (forever unless `attempts` is given)."""
+) -> set[Kind]:
+    """List every kind once, retrying with backoff (forever unless `attempts` is given).
+
+    Returns the kinds whose CRD is not installed.
+    """
+    missing: set[Kind] = set()
     delay = 0.5
     for kind in KINDS:
         tried = 0
         while True:
             try:
                 count = await relist(kube, fleet, kind)
-                log.info("listed %d %s(s)", count, kind)
                 break
             except KubeError as exc:
                 tried += 1
@@ -156,13 +171,33 @@ async def prime(
                 log.warning("listing %ss failed (%s); retrying in %.1fs", kind, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, retry_max)
+        if count is None:
+            log.warning("the CRD for %ss is not installed: none of them yet", kind)
+            missing.add(kind)
+        else:
+            log.info("listed %d %s(s)", count, kind)
+    return missing
 
 
-async def relist_forever(kube: Kube, fleet: FleetState, interval: float) -> None:
+async def relist_forever(
+    kube: Kube,
+    fleet: FleetState,
+    interval: float,
+    *,
+    missing: set[Kind] | None = None,
+    on_crd_installed: Callable[[Kind], None] | None = None,
+) -> None:
+    """Relist every `interval`; call `on_crd_installed` when a kind `missing` at start appears."""
+    missing = set(missing or ())
     while True:
         await asyncio.sleep(interval)
         for kind in KINDS:
             try:
-                await relist(kube, fleet, kind)
+                count = await relist(kube, fleet, kind)
             except KubeError as exc:
                 log.warning("periodic relist of %ss failed: %s", kind, exc)
+                continue
+            if count is not None and kind in missing:
+                missing.discard(kind)
+                if on_crd_installed is not None:
+                    on_crd_installed(kind)

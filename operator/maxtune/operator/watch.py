@@ -40,7 +40,10 @@ def settings(*, list_chunk: int = 500) -> kopf.OperatorSettings:
     s.watching.server_timeout = 300
     s.watching.connect_timeout = 10
     s.networking.request_timeout = 60
-    s.scanning.disabled = False
+    # No CRD/namespace discovery at runtime: the chart grants no access to CRDs, and the
+    # CRDs are installed before the operator. A CRD that appears later makes the runtime
+    # restart (sync.relist_forever notices it).
+    s.scanning.disabled = True
     return s
 
 
