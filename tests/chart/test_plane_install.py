@@ -151,3 +151,34 @@ def test_uninstall_leaves_no_webhook_configuration_policy_or_hook(
         sa.metadata.name for sa in core.list_namespaced_service_account(release.namespace).items
     }
     assert not {a for a in accounts if a.startswith(release.fullname)}
+
+
+def test_every_pod_is_admitted_under_restricted_pod_security(
+    install: Installer, k8s: ApiClient, namespace: str, kwok_nodes: NodeFactory
+) -> None:
+    """The API server's PodSecurity admission, level restricted, accepts all the chart's pods.
+
+    The uninstall in teardown creates the post-delete Job's pod under the same level: a refused
+    pod would hold the hook, and uninstall, to its timeout.
+    """
+    core = kapi("CoreV1Api", k8s)
+    enforce = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn")}
+    core.patch_namespace(namespace, {"metadata": {"labels": enforce}})
+    kwok_nodes(labels=GPU_PRESENT)
+    release = install()
+
+    def created() -> bool:
+        found = {
+            p.metadata.labels["app.kubernetes.io/component"]
+            for p in core.list_namespaced_pod(namespace).items
+        }
+        return {"operator", "agent"} <= found
+
+    wait_for(created, timeout_s=60, what="operator and agent pods admitted")
+    refused = [
+        e.message
+        for e in core.list_namespaced_event(namespace).items
+        if e.reason == "FailedCreate" and "violates PodSecurity" in (e.message or "")
+    ]
+    assert not refused, refused
+    assert release.installed
