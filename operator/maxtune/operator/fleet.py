@@ -258,7 +258,7 @@ class FleetState:
         version and policy, so heartbeats and metrics scrapes stay cheap.
         """
         profile = self._profiles.get(node_name)
-        if node_name not in self._nodes or profile is None or profile.status is None:
+        if node_name not in self._nodes or profile is None or not profile.has_status:
             return {}
         if self.is_stale(node_name, now):
             return {}
@@ -268,7 +268,9 @@ class FleetState:
         if cached is None or cached[0] != key:
             # Staleness is checked above against the wall clock; here the
             # heartbeat itself is "now", so only the profile and policy decide.
-            labels = node_labels(profile.status, policy.spec, profile.status.heartbeat_time)
+            status = profile.status
+            assert status is not None
+            labels = node_labels(status, policy.spec, status.heartbeat_time)
             cached = self._desired[node_name] = (key, MappingProxyType(dict(labels)))
         return cached[1]
 
@@ -324,10 +326,11 @@ class FleetState:
         found = cache.get(node_name)
         if found is None:
             profile = self._profiles.get(node_name)
-            if profile is None or profile.status is None or not profile.status.gpus:
+            status = profile.status if profile is not None else None
+            if status is None or not status.gpus:
                 found = MappingProxyType({})
             else:
-                resources, _ = summarize(profile.status.gpus, policy.spec)
+                resources, _ = summarize(status.gpus, policy.spec)
                 found = MappingProxyType(resources_by_name(resources))
             cache[node_name] = found
         return found
@@ -406,9 +409,9 @@ class FleetState:
 
 def _same_devices(old: ProfileRecord | None, new: ProfileRecord) -> bool:
     """Same GPUs and measurements: nothing derived from the profile can differ."""
-    if old is None or old.status is None or new.status is None:
+    if old is None or not old.has_status or not new.has_status:
         return False
-    return old.status.gpus == new.status.gpus
+    return old.devices == new.devices
 
 
 def _discard(index: dict[K, set[str]], key: K, name: str) -> None:

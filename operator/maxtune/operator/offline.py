@@ -78,10 +78,11 @@ def fleet_from_profiles(directory: Path, policies: Iterable[Path] = ()) -> Fleet
                 continue
             doc.setdefault("metadata", {}).setdefault("resourceVersion", "1")
             profile = read_profile(doc)
-            if profile is None or profile.status is None:
+            status = profile.status if profile is not None else None
+            if profile is None or status is None:
                 raise ManifestError(f"{path}: a GPUNodeProfile without a valid status")
             fleet.upsert_profile(profile)
-            allocatable = {r.name: str(r.count) for r in profile.status.resources}
+            allocatable = {r.name: str(r.count) for r in status.resources}
             node: dict[str, Any] = {
                 "metadata": {
                     "name": profile.node_name,

@@ -61,7 +61,7 @@ def rows(fleet: FleetState, now: float) -> list[Row]:
         desired = fleet.desired_labels(name, now)
         if profile is None:
             state = "none"
-        elif profile.status is None:
+        elif not profile.has_status:
             state = f"invalid: {profile.problem}"
         elif profile.heartbeat is not None:
             state = ("stale " if fleet.is_stale(name, now) else "fresh ") + _age(
@@ -76,7 +76,7 @@ def rows(fleet: FleetState, now: float) -> list[Row]:
         else:
             labels = "in sync" if desired else "-"
         gain = "-"
-        if profile is not None and profile.status is not None and not fleet.is_stale(name, now):
+        if profile is not None and profile.has_status and not fleet.is_stale(name, now):
             whole = fleet.summaries(name, policy).get(RESOURCE_GPU)
             if whole is not None and whole.measured_gain is not None:
                 gain = f"{whole.measured_gain:+.1%}"

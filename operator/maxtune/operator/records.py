@@ -9,7 +9,10 @@ that simply offers nothing.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -105,13 +108,33 @@ def read_node(body: Mapping[str, Any]) -> NodeRecord | None:
 
 @dataclass(frozen=True, slots=True)
 class ProfileRecord:
+    """A profile, with its validated status kept packed.
+
+    A validated `ProfileStatus` of 8 measured GPUs is ~50 KB of Python objects;
+    2,000 of them would be the largest thing in the operator. Everything the
+    hot paths need is derived once and cached in FleetState, so the status is
+    kept as compressed canonical JSON (~1 KB) and parsed again only when a
+    derivation is missing (a new policy, a device change).
+    """
+
     name: str
     uid: str
     resource_version: str
     node_name: str
-    status: ProfileStatus | None
+    packed: bytes | None  # zlib(JSON of the validated status); None: no usable status
+    devices: str  # digest of the GPUs and their measurements: equal means nothing derived changes
     heartbeat: float | None  # POSIX seconds of status.heartbeatTime
     problem: str | None  # why the status could not be used, for `maxtune status`
+
+    @property
+    def has_status(self) -> bool:
+        return self.packed is not None
+
+    @property
+    def status(self) -> ProfileStatus | None:
+        if self.packed is None:
+            return None
+        return ProfileStatus.model_validate_json(zlib.decompress(self.packed))
 
 
 def read_profile(body: Mapping[str, Any]) -> ProfileRecord | None:
@@ -131,12 +154,18 @@ def read_profile(body: Mapping[str, Any]) -> ProfileRecord | None:
         except ValidationError as exc:
             problem = f"status does not validate: {exc.error_count()} error(s)"
             log.warning("GPUNodeProfile %s: %s", name, problem)
+    packed, devices = None, ""
+    if status is not None:
+        packed = zlib.compress(status.model_dump_json(by_alias=True, exclude_none=True).encode(), 1)
+        gpus = json.dumps([g.wire() for g in status.gpus], sort_keys=True).encode()
+        devices = hashlib.blake2b(gpus, digest_size=16).hexdigest()
     return ProfileRecord(
         name=name,
         uid=str(meta.get("uid") or ""),
         resource_version=str(meta.get("resourceVersion") or ""),
         node_name=node_name if isinstance(node_name, str) and node_name else name,
-        status=status,
+        packed=packed,
+        devices=devices,
         heartbeat=status.heartbeat_time.timestamp() if status is not None else None,
         problem=problem,
     )

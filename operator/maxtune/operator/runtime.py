@@ -17,6 +17,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from aiohttp import web
 from maxtune.cli.version import VERSION
 from maxtune.operator import server, sync
 from maxtune.operator.fleet import FleetState
-from maxtune.operator.kube import Kube
+from maxtune.operator.kube import Kube, KubeError
 from maxtune.operator.labeller import Labeller
 from maxtune.operator.leader import LeaderElector
 from maxtune.operator.metrics import Metrics
@@ -67,15 +68,20 @@ class KopfThread:
         self.kube = kube
         self.loop = loop
         self.stop_flag = threading.Event()
-        self.listed = asyncio.Event()  # kopf's watches stand (see watch.registry)
+        self.first_event: dict[sync.Kind, float] = {}  # when kopf's first event arrived here
+        self.on_first_event: Callable[[sync.Kind], None] = lambda kind: None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._main, name="kopf", daemon=True)
 
     def deliver(self, change: Callable[[FleetState], object]) -> None:
         self.loop.call_soon_threadsafe(change, self.fleet)
 
-    def _on_listed(self) -> None:
-        self.loop.call_soon_threadsafe(self.listed.set)
+    def _first_event(self, kind: sync.Kind) -> None:
+        self.loop.call_soon_threadsafe(self._record_first_event, kind)
+
+    def _record_first_event(self, kind: sync.Kind) -> None:
+        self.first_event[kind] = time.monotonic()
+        self.on_first_event(kind)
 
     def _main(self) -> None:
         import kopf  # noqa: PLC0415 - only the operator process needs it
@@ -86,7 +92,7 @@ class KopfThread:
         try:
             asyncio.run(
                 kopf.operator(
-                    registry=watch.registry(self.deliver, self.kube, self._on_listed),
+                    registry=watch.registry(self.deliver, self.kube, self._first_event),
                     settings=watch.settings(),
                     standalone=True,
                     clusterwide=True,
@@ -127,6 +133,7 @@ class Operator:
         self._elector: LeaderElector | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._missing_crds: set[sync.Kind] = set()
+        self._unconfirmed: set[sync.Kind] = set()
         self._exit_code = 0
         self._runners: list[web.AppRunner] = []
 
@@ -216,14 +223,37 @@ class Operator:
         )
 
     async def _load(self) -> None:
-        """Our own complete list, taken once kopf's watches stand: together they miss nothing.
+        """Our own complete list, then close the gap to kopf's.
 
-        A deletion before the list is absent from it; one after it comes as a
-        watch event (and a tombstone keeps the list from bringing it back).
+        kopf lists each kind itself when its watch starts. A deletion between
+        our list and kopf's appears in neither the list nor the watch. For each
+        kind whose kopf list may be younger than ours (its first event came
+        after our list began, or has not come yet), one more list is taken as
+        soon as kopf's first event of that kind arrives; tombstones keep any
+        list from undoing a deletion the watch did report.
         """
         assert self._kopf is not None
-        await self._kopf.listed.wait()
-        self._missing_crds = await sync.prime(self.kube, self.fleet)
+        primed = await sync.prime(self.kube, self.fleet)
+        self._missing_crds = primed.missing
+        seen = self._kopf.first_event
+        self._unconfirmed = {
+            kind for kind, began in primed.started.items() if not seen.get(kind, began) < began
+        }
+        self._kopf.on_first_event = self._confirm
+        for kind in list(self._unconfirmed):
+            if kind in seen:
+                self._confirm(kind)
+
+    def _confirm(self, kind: sync.Kind) -> None:
+        if kind in self._unconfirmed:
+            self._unconfirmed.discard(kind)
+            self._tasks.append(asyncio.create_task(self._relist_once(kind)))
+
+    async def _relist_once(self, kind: sync.Kind) -> None:
+        try:
+            await sync.relist(self.kube, self.fleet, kind)
+        except KubeError as exc:  # the periodic relist will do it
+            log.warning("relist of %ss after kopf's first event failed: %s", kind, exc)
 
     async def _prime_unless_stopped(self) -> bool:
         primed = asyncio.create_task(self._load(), name="prime")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -149,19 +150,23 @@ async def relist(kube: Kube, fleet: FleetState, kind: Kind) -> int | None:
     return None if missing else len(items)
 
 
+@dataclass(slots=True)
+class Primed:
+    missing: set[Kind]  # kinds whose CRD is not installed
+    started: dict[Kind, float]  # monotonic time each kind's successful list began
+
+
 async def prime(
     kube: Kube, fleet: FleetState, *, retry_max: float = 30.0, attempts: int | None = None
-) -> set[Kind]:
-    """List every kind once, retrying with backoff (forever unless `attempts` is given).
-
-    Returns the kinds whose CRD is not installed.
-    """
-    missing: set[Kind] = set()
+) -> Primed:
+    """List every kind once, retrying with backoff (forever unless `attempts` is given)."""
+    result = Primed(set(), {})
     delay = 0.5
     for kind in KINDS:
         tried = 0
         while True:
             try:
+                result.started[kind] = time.monotonic()
                 count = await relist(kube, fleet, kind)
                 break
             except KubeError as exc:
@@ -173,10 +178,10 @@ async def prime(
                 delay = min(delay * 2, retry_max)
         if count is None:
             log.warning("the CRD for %ss is not installed: none of them yet", kind)
-            missing.add(kind)
+            result.missing.add(kind)
         else:
             log.info("listed %d %s(s)", count, kind)
-    return missing
+    return result
 
 
 async def relist_forever(

@@ -55,27 +55,29 @@ RESOURCES: tuple[tuple[Kind, str, str, str], ...] = (
 )
 
 
-def registry(deliver: Deliver, kube: Kube, on_listed: Callable[[], None]) -> kopf.OperatorRegistry:
+def registry(
+    deliver: Deliver, kube: Kube, on_first_event: Callable[[Kind], None]
+) -> kopf.OperatorRegistry:
     """A private registry (never kopf's global one), so tests can run several operators.
 
     Handlers read each event into a small change and `deliver` it to the loop
     that owns FleetState (kopf runs on a thread of its own: see runtime.py).
+    `on_first_event(kind)` reports kopf's first event of each kind: kopf's
+    initial list of that kind was taken before it, which is what the runtime
+    needs to know to close the gap between its own list and kopf's.
 
-    Every kind also gets an index handler that stores nothing. Its only use is
-    kopf's rule that no event handler runs before every indexed kind has been
-    listed: the first event handler call therefore says "kopf's watches stand",
-    and `on_listed` tells the runtime that a list taken from now on misses no
-    deletion (namespaces always exist, so that first call always comes).
+    No `@kopf.index` handlers, on purpose: kopf holds every event handler until
+    all indexed kinds are listed and indexed, and at 2,000 nodes that held all
+    4,000 bodies in memory for minutes (measured: ready after 160 s, 378 MiB).
     """
     reg = kopf.OperatorRegistry()
-    listed = False
+    seen: set[Kind] = set()
 
     def feed(kind: Kind) -> Any:
         async def handler(event: dict[str, Any], **_: Any) -> None:
-            nonlocal listed
-            if not listed:
-                listed = True
-                on_listed()
+            if kind not in seen:
+                seen.add(kind)
+                on_first_event(kind)
             change = event_change(kind, event.get("type"), event.get("object") or {})
             if change is not None:
                 deliver(change)
@@ -83,11 +85,7 @@ def registry(deliver: Deliver, kube: Kube, on_listed: Callable[[], None]) -> kop
         handler.__name__ = f"feed_{kind}"
         return handler
 
-    async def nothing(**_: Any) -> None:
-        return None
-
     for kind, group, version, plural in RESOURCES:
-        kopf.index(group, version, plural, registry=reg, id=f"{kind}-listed")(nothing)
         kopf.on.event(group, version, plural, registry=reg, id=kind)(feed(kind))
 
     @kopf.on.login(registry=reg)
