@@ -365,11 +365,12 @@ def test_second_replica_stands_by_and_takes_over(
         operator.start()
 
 
-def test_status_and_cleanup_commands(
-    kube: Kube, operator: OperatorProcess, kwok_nodes: NodeFactory, kubeconfig: Any
+def test_status_mutate_and_cleanup_commands(
+    kube: Kube, operator: OperatorProcess, kwok_nodes: NodeFactory, kubeconfig: Any, tmp_path: Any
 ) -> None:
     import subprocess
 
+    import yaml
     from opplane import MAXTUNE
 
     node = kwok_nodes(1, prefix="st")[0]
@@ -391,6 +392,18 @@ def test_status_and_cleanup_commands(
         check=True,
     )
     assert node in table.stdout and "CAPABLE" in table.stdout
+    # The offline preview against the live cluster decides as the webhook does.
+    pod_file = tmp_path / "pod.yaml"
+    pod_file.write_text(yaml.safe_dump(gpu_pod("preview")))
+    preview = subprocess.run(
+        [str(MAXTUNE), "mutate", "--pod", str(pod_file), "--kubeconfig", str(kubeconfig), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    answer = json.loads(preview.stdout)
+    assert answer["decision"]["mode"] == "max-autotune" and answer["decision"]["steered"] is True
+    assert env_of(answer["pod"]) == MAX_ENV
     # cleanup with the operator stopped (the chart's pre-delete hook runs after it is gone).
     assert operator.stop() == 0
     try:
