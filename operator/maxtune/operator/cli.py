@@ -111,7 +111,22 @@ def _run_operator(args: argparse.Namespace) -> int:
     )
     if config.leader_election and not config.namespace:
         raise SystemExit("maxtune operator: --leader-election needs --namespace or POD_NAMESPACE")
-    return run(config)
+    import ssl  # noqa: PLC0415
+
+    from kubernetes.config import ConfigException  # noqa: PLC0415
+
+    from maxtune.operator.tls import server_context  # noqa: PLC0415
+
+    try:
+        server_context(config.tls_cert_file, config.tls_key_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise SystemExit(
+            f"maxtune operator: cannot load the TLS certificate and key: {exc}"
+        ) from None
+    try:
+        return run(config)
+    except ConfigException as exc:
+        raise SystemExit(f"maxtune operator: no usable cluster configuration: {exc}") from None
 
 
 # ---------------------------------------------------------------- mutate
