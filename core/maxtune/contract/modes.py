@@ -65,9 +65,12 @@ INDUCTOR_ENV: Final = frozenset(
 )
 
 
+_RANK: Final[Mapping[Mode, int]] = MappingProxyType({mode: i for i, mode in enumerate(Mode)})
+
+
 def strength(mode: Mode) -> int:
     """Rank used when several nodes disagree: the weakest mode holds everywhere."""
-    return list(Mode).index(mode)
+    return _RANK[mode]
 
 
 def weakest(modes: list[Mode]) -> Mode:
