@@ -42,3 +42,8 @@ demo: venv tools
 
 crds: venv
 	$(BIN)/maxtune crds --write
+
+# Stop a plane left running by `python -m maxtune.localplane up` and drop local state.
+clean-plane:
+	-$(BIN)/python -m maxtune.localplane down --name default
+	rm -rf .run
