@@ -7,13 +7,19 @@ so a busy machine or a second plane never makes start-up fail. `start()`
 returns once the API server is ready, the scheduler and controller manager
 answer their health checks, and the service-account controller has made the
 `default` service account (pods cannot be created before it exists).
+
+For fault tests, `restart(name)` (or `stop_component` and `start_component`)
+takes one component down and brings it back on the same ports with the same
+flags, certificates and data, as a control-plane process restarted in place.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
+import signal
 import ssl
 import tempfile
 import threading
@@ -90,6 +96,9 @@ class LocalPlane:
         self._timeout = start_timeout_s
         self._procs: dict[str, Proc] = {}
         self._ports: dict[str, int] = {}
+        # How each component was last started (its argv depends only on these), so
+        # `stop_component`/`start_component` can bring it back exactly as it was.
+        self._specs: dict[str, tuple[_Spec, dict[str, int]]] = {}
         self._state: Path | None = None
         self._pki: PkiFiles | None = None
         self.timings: dict[str, float] = {}
@@ -137,7 +146,12 @@ class LocalPlane:
         return _http_ok(f"{self.server}/readyz", self._admin_context())
 
     def running(self) -> bool:
-        return bool(self._procs) and all(proc.alive() for proc in self._procs.values())
+        """Every component is up (one taken down by `stop_component` counts as not running)."""
+        return (
+            bool(self._procs)
+            and self._procs.keys() == self._specs.keys()
+            and all(proc.alive() for proc in self._procs.values())
+        )
 
     def api_client(self) -> ApiClient:
         """A kubernetes.client.ApiClient for the administrator (a new one per call)."""
@@ -210,11 +224,76 @@ class LocalPlane:
         ):
             stop([self._procs[name] for name in tier if name in self._procs])
         self._procs.clear()
+        self._specs.clear()
         with _live_lock:
             _live.discard(self)
         keep = self._keep_state if keep_state is None else keep_state
         if not keep and self._state is not None and self._given_state is None:
             shutil.rmtree(self._state, ignore_errors=True)
+
+    # -- faults -----------------------------------------------------------
+
+    def stop_component(
+        self, name: str, sig: signal.Signals = signal.SIGTERM, *, grace_s: float = 10.0
+    ) -> None:
+        """Take one component down (SIGTERM, SIGKILL after `grace_s`; or SIGKILL) and keep it down.
+
+        The API server stops listening at once on SIGTERM but drains open
+        watches before it exits, so a plane with clients takes the whole grace.
+
+        Its ports, flags, certificates and data stay as they were, so
+        `start_component` brings back the same server at the same address:
+        what clients see when a control-plane process restarts in place.
+        """
+        if name not in self._specs:
+            raise PlaneError(f"no component {name!r} was started (have {sorted(self._specs)})")
+        if sig not in (signal.SIGTERM, signal.SIGKILL):
+            raise ValueError(f"stop with SIGTERM or SIGKILL, not {sig.name}")
+        proc = self._procs.pop(name, None)
+        if proc is None:
+            return
+        if sig == signal.SIGKILL:  # no chance to shut down cleanly (a crash, an OOM kill)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
+        stop([proc], grace_s)  # SIGTERM and the grace period, or only the reaping after SIGKILL
+
+    def start_component(self, name: str, *, attempts: int = BIND_ATTEMPTS) -> None:
+        """Start a component that `stop_component` took down, on its old ports; wait until ready.
+
+        Ports cannot move (kubeconfigs and clients name them), so a port still
+        held by the old process's socket is retried on the same port. etcd keeps
+        its data (the reset that a first start does is not repeated).
+        """
+        if name not in self._specs:
+            raise PlaneError(f"no component {name!r} was started (have {sorted(self._specs)})")
+        if name in self._procs:
+            raise PlaneError(f"{name} is running")
+        spec, ports = self._specs[name]
+        for attempt in range(1, attempts + 1):
+            self._procs[name] = spawn(name, spec.args(ports), self._log_path(name), env=spec.env)
+            outcome = self._wait(spec)
+            if outcome == "ready":
+                return
+            if outcome == "port-in-use" and attempt < attempts:
+                stop([self._procs.pop(name)])
+                time.sleep(0.5 * attempt)
+                continue
+            raise PlaneError(f"{name} did not come back ({outcome}):\n{self.format_log_tails()}")
+
+    def restart(
+        self,
+        name: str,
+        *,
+        down_s: float = 0.0,
+        sig: signal.Signals = signal.SIGTERM,
+        grace_s: float = 10.0,
+    ) -> float:
+        """Stop one component, leave it down `down_s` seconds, start it again; the time it took."""
+        began = time.monotonic()
+        self.stop_component(name, sig, grace_s=grace_s)
+        time.sleep(down_s)
+        self.start_component(name)
+        return time.monotonic() - began
 
     # -- internals --------------------------------------------------------
 
@@ -281,6 +360,7 @@ class LocalPlane:
         if spec.before is not None:
             spec.before()
         self._ports.update(ports)
+        self._specs[spec.name] = (spec, ports)
         self._procs[spec.name] = spawn(
             spec.name, spec.args(ports), self._log_path(spec.name), env=spec.env
         )
