@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "maxtune.cli.crds",
     "maxtune.agent.cli",
     "maxtune.operator.cli",
+    "maxtune.demo.cli",
 )
 
 
