@@ -62,11 +62,24 @@ class LeaderElector:
     async def run(self) -> None:
         try:
             while True:
+                # An attempt may not outlive the renew deadline: an API server that accepts
+                # the request and never answers (etcd gone, a black-holed connection) must
+                # not keep a leader leading past it, into the time a standby may take over.
+                budget = self.renew_deadline
+                if self.leading:
+                    budget = self._last_renew + self.renew_deadline - time.monotonic()
                 try:
-                    held = await asyncio.to_thread(self._try_acquire_or_renew)
+                    held = await asyncio.wait_for(
+                        asyncio.to_thread(self._try_acquire_or_renew), timeout=max(0.05, budget)
+                    )
                 except KubeError as exc:
                     log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
                     held = None  # unknown: keep leading until the renew deadline
+                except TimeoutError:
+                    log.warning(
+                        "lease %s/%s: no answer within %.1fs", self.namespace, self.name, budget
+                    )
+                    held = None
                 now = time.monotonic()
                 if held:
                     self._last_renew = now
@@ -75,7 +88,7 @@ class LeaderElector:
                         self.leading = True
                         self.on_started()
                 elif self.leading and (
-                    held is False or now - self._last_renew > self.renew_deadline
+                    held is False or now - self._last_renew >= self.renew_deadline
                 ):
                     log.warning("lost leadership (lease %s/%s)", self.namespace, self.name)
                     self.leading = False
@@ -119,12 +132,17 @@ class LeaderElector:
             "leaseTransitions": 0,
         }
         try:
-            lease = self.kube.request("GET", self.path)
+            lease = self.kube.request("GET", self.path, timeout=self.renew_deadline)
         except KubeError as exc:
             if exc.status != 404:
                 raise
             try:
-                self.kube.request("POST", self.collection, body=self._lease_body(mine, None))
+                self.kube.request(
+                    "POST",
+                    self.collection,
+                    body=self._lease_body(mine, None),
+                    timeout=self.renew_deadline,
+                )
             except KubeError as create_exc:
                 if create_exc.status == 409:
                     return False  # another replica created it first
@@ -145,7 +163,9 @@ class LeaderElector:
             mine["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
         rv = (lease.get("metadata") or {}).get("resourceVersion")
         try:
-            self.kube.request("PUT", self.path, body=self._lease_body(mine, rv))
+            self.kube.request(
+                "PUT", self.path, body=self._lease_body(mine, rv), timeout=self.renew_deadline
+            )
         except KubeError as exc:
             if exc.status == 409:
                 return False  # lost a race for it
