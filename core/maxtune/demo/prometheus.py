@@ -101,6 +101,7 @@ class Prometheus:
             "--storage.tsdb.retention.time=1d",
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--log.level=warn",
+            f"--web.local-assets={self.binary.parents[1] / 'share' / 'prometheus' / 'web'}",
         ]
         self.proc = spawn("prometheus", argv, self.log)
         deadline = time.monotonic() + timeout_s

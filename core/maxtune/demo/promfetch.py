@@ -4,6 +4,10 @@
 of them refreshed with `apt-get update` when the system has none), `dpkg -x` unpacks it into
 `.cache/bin/prometheus-<version>/`, and later runs reuse that folder. Nothing is installed:
 no postinst, no system user, no service. `MAXTUNE_PROMETHEUS` names a binary to use instead.
+
+Debian's web UI links its JavaScript and fonts from other packages (relative symlinks into
+/usr/share/javascript); those few small packages are unpacked into the same folder, so the UI
+works for a person looking at the demo. The tests only use the HTTP API.
 """
 
 from __future__ import annotations
@@ -24,6 +28,22 @@ PACKAGE = "prometheus"
 KNOWN_VERSION = "2.42.0+ds-5+deb12u1"
 BINARY_ENV = "MAXTUNE_PROMETHEUS"
 _BINARY = Path("usr/bin/prometheus")
+# Written last: a folder without it is an older or interrupted fetch, fetched again.
+_COMPLETE = ".maxtune-complete"
+# Packages whose files the web UI's symlinks point at (prometheus's Depends, and theirs).
+WEB_ASSETS = (
+    "fonts-glyphicons-halflings",
+    "libjs-bootstrap4",
+    "libjs-d3",
+    "libjs-eonasdan-bootstrap-datetimepicker",
+    "libjs-jquery",
+    "libjs-jquery-hotkeys",
+    "libjs-moment",
+    "libjs-moment-timezone",
+    "libjs-mustache",
+    "libjs-popper.js",
+    "libjs-rickshaw",
+)
 _VERSION_SAFE = re.compile(r"^[A-Za-z0-9.+~:-]+$")
 
 Progress = Callable[[str], None]
@@ -60,11 +80,11 @@ def _candidate(apt_options: Sequence[str]) -> str | None:
 
 def _cached(version: str | None) -> Path | None:
     if version is not None:
-        binary = cache_folder(version) / _BINARY
-        return binary if binary.is_file() else None
+        folder = cache_folder(version)
+        return folder / _BINARY if (folder / _COMPLETE).is_file() else None
     # No apt to ask (or no lists): any version fetched before will do.
-    found = sorted((paths.cache_dir() / "bin").glob(f"{PACKAGE}-*/{_BINARY}"))
-    return found[-1] if found else None
+    found = sorted((paths.cache_dir() / "bin").glob(f"{PACKAGE}-*/{_COMPLETE}"))
+    return found[-1].parent / _BINARY if found else None
 
 
 def _private_lists(work: Path, progress: Progress) -> list[str]:
@@ -88,8 +108,8 @@ def _private_lists(work: Path, progress: Progress) -> list[str]:
     return options
 
 
-def _download(work: Path, progress: Progress) -> tuple[str, Path]:
-    """The .deb in `work`, and its version."""
+def _download(work: Path, progress: Progress) -> tuple[str, list[Path]]:
+    """The .debs in `work` (Prometheus first, then its web assets), and Prometheus's version."""
     options: list[str] = []
     version = _candidate(options)
     if version is None:
@@ -100,14 +120,13 @@ def _download(work: Path, progress: Progress) -> tuple[str, Path]:
                 f"apt knows no package {PACKAGE!r} (is a Debian or Ubuntu archive configured "
                 f"in /etc/apt/sources.list?); or set {BINARY_ENV}=/path/to/prometheus"
             )
-    progress(f"apt-get download {PACKAGE} ({version})")
-    done = _run(
-        ["apt-get", *options, "-o", f"Dir::Cache::archives={work}", "download", PACKAGE], cwd=work
-    )
-    debs = sorted(work.glob(f"{PACKAGE}_*.deb"))
-    if done.returncode != 0 or not debs:
+    progress(f"apt-get download {PACKAGE} ({version}) and {len(WEB_ASSETS)} web UI asset packages")
+    argv = ["apt-get", *options, "-o", f"Dir::Cache::archives={work}", "download"]
+    done = _run([*argv, PACKAGE, *WEB_ASSETS], cwd=work)
+    main = sorted(work.glob(f"{PACKAGE}_*.deb"))
+    if done.returncode != 0 or not main:
         raise FetchError(f"apt-get download {PACKAGE} failed:\n{done.stderr[-2000:]}")
-    return version, debs[0]
+    return version, main + sorted(set(work.glob("*.deb")) - set(main))
 
 
 def ensure_prometheus(progress: Progress = _quiet) -> Path:
@@ -131,18 +150,23 @@ def ensure_prometheus(progress: Progress = _quiet) -> Path:
         return cached
     with tempfile.TemporaryDirectory(prefix="maxtune-prometheus-") as tmp:
         work = Path(tmp)
-        version, deb = _download(work, progress)
+        version, debs = _download(work, progress)
         if not _VERSION_SAFE.match(version):
             raise FetchError(f"unexpected version string from apt: {version!r}")
         target = cache_folder(version)
-        if (target / _BINARY).is_file():  # the private lists named a version we have
+        if (target / _COMPLETE).is_file():  # the private lists named a version we have
             return target / _BINARY
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        done = _run(["dpkg", "-x", str(deb), str(staging)])
-        if done.returncode != 0 or not (staging / _BINARY).is_file():
+        for deb in debs:
+            done = _run(["dpkg", "-x", str(deb), str(staging)])
+            if done.returncode != 0:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise FetchError(f"dpkg -x {deb.name} failed:\n{done.stderr[-2000:]}")
+        if not (staging / _BINARY).is_file():
             shutil.rmtree(staging, ignore_errors=True)
-            raise FetchError(f"dpkg -x {deb.name} failed:\n{done.stderr[-2000:]}")
+            raise FetchError(f"no {_BINARY} in {debs[0].name}")
+        (staging / _COMPLETE).write_text(" ".join(d.name for d in debs) + "\n")
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)  # whole or nothing: an interrupted fetch leaves no half folder
     progress(f"{PACKAGE} {version} unpacked into {target}")

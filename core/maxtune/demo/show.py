@@ -133,7 +133,7 @@ def show_queries(prometheus: Prometheus, out: Out) -> None:
             f"  capable={sample.labels.get('capable', '?'):<5}  "
             f"{sample.labels.get('gpu_class', '?'):<42} {sample.value:.0f} node(s)"
         )
-    out("The agents' per-GPU verdicts: GPUs that pass the max-autotune gate, per node:")
+    out("The agents' per-GPU verdicts: GPUs and MIG slices that pass the gate, per node:")
     out(f"$ curl -s '{prometheus.query_url(GPU_QUERY)}'")
     for sample in prometheus.query(GPU_QUERY):
-        out(f"  {sample.labels.get('node', '?'):<18} {sample.value:.0f} capable GPU(s)")
+        out(f"  {sample.labels.get('node', '?'):<18} {sample.value:.0f}")
