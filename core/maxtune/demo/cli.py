@@ -84,6 +84,7 @@ class _Clock:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from maxtune.demo.cluster import ClusterError  # noqa: PLC0415
     from maxtune.localplane import paths  # noqa: PLC0415
 
     fleet = args.fleet or paths.repo_root() / DEFAULT_FLEET
@@ -99,8 +100,13 @@ def run_demo(args: argparse.Namespace) -> int:
         with _sigterm_as_interrupt():
             _run(args, fleet, folder, say, interactive=interactive)
     except KeyboardInterrupt:
-        print(f"\nmaxtune demo: interrupted; stopped everything it started ({folder})")
+        shutil.rmtree(folder, ignore_errors=True)
+        print("\nmaxtune demo: interrupted; stopped everything it started")
         return 130
+    except ClusterError as exc:  # bad input: nothing was started
+        shutil.rmtree(folder, ignore_errors=True)
+        print(f"maxtune demo: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:
         print(f"\nmaxtune demo: FAILED after {say.since(say.started)}: {exc}", file=sys.stderr)
         print(f"maxtune demo: logs of every process are kept in {folder}", file=sys.stderr)
