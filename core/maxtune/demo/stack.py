@@ -310,14 +310,23 @@ class Stack:
         wait_for(in_sync, timeout_s=timeout, interval_s=1.0, what="labels in sync with profiles")
 
     def wait_scraped(self) -> None:
-        """Until Prometheus scrapes every process and holds every node's GPUs and the fleet."""
+        """Until Prometheus has scraped every process since the labels settled.
+
+        Called after `wait_labels`: a scrape older than that could still hold an agent's
+        inventory-only verdicts (a GPU whose Triton check has not failed yet reads capable), so
+        every target's latest scrape must come after this call began.
+        """
         prometheus = self.prometheus
         assert prometheus is not None
         want = {"maxtune-operator": len(self.operators), "maxtune-agent": len(self.agents)}
+        since = time.time()
 
         def scraped() -> bool:
             up = prometheus.targets_up()
             if any(up[job] != {"up": n, "total": n} for job, n in want.items()):
+                return False
+            oldest = prometheus.query("min(timestamp(up))")
+            if not oldest or oldest[0].value < since:
                 return False
             nodes = prometheus.query("count by (node) (maxtune_gpu_sm_count)")
             fleet = prometheus.query("max(sum by (instance) (maxtune_nodes))")
