@@ -9,6 +9,7 @@ hop would cost more) and logs nothing at INFO.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from typing import Final
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from maxtune.operator import admission
@@ -27,6 +29,24 @@ log = logging.getLogger(__name__)
 # The API server sends objects up to ~3 MiB (twice, for UPDATE); more is not an AdmissionReview.
 MAX_BODY: Final = 16 * 1024 * 1024
 _JSON: Final = "application/json"
+# A body that cannot be read is the client's doing: it hung up, or sent broken chunks.
+_UNREADABLE: Final = (ConnectionError, asyncio.IncompleteReadError, HttpProcessingError)
+
+
+class _ClientErrors(logging.Filter):
+    """aiohttp logs a traceback at ERROR for every malformed request it answers with 400
+    (a bad method, a broken header): anyone who can reach the port could flood the log. Those
+    are the client's errors; they go to DEBUG. aiohttp's other records pass unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and record.levelno > logging.DEBUG:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(_ClientErrors())
 
 
 async def _read_capped(request: web.Request, cap: int) -> tuple[bytes, bool]:
@@ -51,11 +71,22 @@ def webhook_app(
     duration = metrics.admission_duration
     counters = {r: metrics.admission_requests.labels(r) for r in admission.RESULTS}
 
+    def _answer(outcome: admission.Outcome, started: float) -> web.Response:
+        counters[outcome.result].inc()
+        duration.observe(time.perf_counter() - started)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("admission %s: %s", outcome.result, outcome.reason)
+        return web.Response(body=outcome.body, content_type=_JSON)
+
     async def mutate(request: web.Request) -> web.Response:
         started = time.perf_counter()
         body = b""
         try:
-            body, too_large = await _read_capped(request, MAX_BODY)
+            try:
+                body, too_large = await _read_capped(request, MAX_BODY)
+            except _UNREADABLE as exc:  # the client's fault (cut off, broken chunks): not ours
+                unreadable = admission.allow(b"", "invalid", f"body not readable: {exc!r}")
+                return _answer(unreadable, started)
             if too_large:
                 outcome = admission.allow(body, "invalid", "body too large")
             else:
@@ -69,11 +100,7 @@ def webhook_app(
         except Exception:  # fail open, whatever went wrong
             log.exception("admission failed; allowing the request unchanged")
             outcome = admission.allow(body, "error", "internal error")
-        counters[outcome.result].inc()
-        duration.observe(time.perf_counter() - started)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("admission %s: %s", outcome.result, outcome.reason)
-        return web.Response(body=outcome.body, content_type=_JSON)
+        return _answer(outcome, started)
 
     app = web.Application(client_max_size=MAX_BODY + 1)
     app.router.add_post("/mutate", mutate)
