@@ -12,6 +12,7 @@ works for a person looking at the demo. The tests only use the HTTP API.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -145,9 +146,19 @@ def ensure_prometheus(progress: Progress = _quiet) -> Path:
             f"no apt-get/dpkg on this machine to fetch Debian's {PACKAGE}: "
             f"set {BINARY_ENV}=/path/to/prometheus (2.x)"
         )
-    cached = _cached(_candidate([]) or KNOWN_VERSION)
+    version = _candidate([]) or KNOWN_VERSION
+    cached = _cached(version)
     if cached is not None:
         return cached
+    lock = paths.cache_dir() / "bin" / f".{PACKAGE}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # a concurrent run may be fetching it right now
+        cached = _cached(version)
+        return cached if cached is not None else _fetch(progress)
+
+
+def _fetch(progress: Progress) -> Path:
     with tempfile.TemporaryDirectory(prefix="maxtune-prometheus-") as tmp:
         work = Path(tmp)
         version, debs = _download(work, progress)

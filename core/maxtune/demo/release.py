@@ -87,6 +87,7 @@ class Release:
     def install(self, folder: Path) -> str:
         path = folder / "values.json"
         path.write_text(json.dumps(self.values, indent=2))
+        self.installed = True  # even a failed install may leave a release to uninstall
         notes = helm(
             "install",
             self.name,
@@ -97,7 +98,6 @@ class Release:
             str(path),
             kubeconfig=self.kubeconfig,
         )
-        self.installed = True
         return notes
 
     def hook_manifests(self, hook: str) -> list[dict[str, Any]]:
@@ -121,6 +121,7 @@ class Release:
                 "--wait",
                 "--timeout",
                 "90s",
+                "--ignore-not-found",
                 kubeconfig=self.kubeconfig,
             )
             self.installed = False

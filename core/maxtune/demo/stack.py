@@ -36,7 +36,7 @@ from maxtune.demo.cluster import Cluster
 from maxtune.demo.localrun import kapi
 from maxtune.demo.prometheus import Prometheus, Target
 from maxtune.demo.promfetch import ensure_prometheus
-from maxtune.demo.release import Release, run_cleanup_hook
+from maxtune.demo.release import HelmError, Release, run_cleanup_hook
 from maxtune.demo.service import Forwarder
 from maxtune.localplane import wait_for
 from maxtune.localplane.process import free_port
@@ -352,7 +352,10 @@ class Stack:
         workloads.stop_pods(self.agents)
         if not self.release.installed:
             return ""
-        hooks = self.release.hook_manifests("post-delete")
+        try:
+            hooks = self.release.hook_manifests("post-delete")
+        except HelmError:  # no release after all (an install that failed early)
+            hooks = []
         self.release.uninstall()
         return run_cleanup_hook(self.api, self.cluster, hooks, self.folder)
 
