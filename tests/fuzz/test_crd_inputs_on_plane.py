@@ -1,0 +1,172 @@
+"""What the API server accepts, maxtune reads; what it refuses, it refuses saying what to fix.
+
+Profiles and policies reach the agent and the operator only through the API server, so the
+CRD schemas are the first line against bad input. Spoiled statuses and policy specs are sent as
+dry-run writes (validated in full, nothing stored) to the real API server:
+- accepted: the stored form must validate against the contract models the operator and the agent
+  read it with (the agent reads its own profile back at start-up; a profile it cannot read
+  would stop it);
+- refused: HTTP 422 whose message names the field (`status.…` / `spec.…`).
+tests/contract/test_crds_on_plane.py holds the hand-picked cases; this adds the volume.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from maxtune.contract.models import AutotunePolicy, GPUNodeProfile, ProfileStatus
+from maxtune.contract.modes import Mode
+from maxtune.contract.policy import recipe, torch_rule
+from maxtune.operator.kube import Kube, KubeError
+from maxtune.operator.records import read_profile
+from tests.faults.reuse import opkit, opplane
+from tests.fuzz.budget import count, examples
+from tests.fuzz.strategies import json_values, texts
+
+pytestmark = [pytest.mark.plane]
+
+DRY_RUN = {"dryRun": "All"}
+VALID_STATUS = opkit.profile("x", opkit.H100, 2, mig=None)["status"]
+MIG_STATUS = opkit.profile("x", opkit.A100, 1, mig=["3g.20gb", "3g.20gb"])["status"]
+VALID_SPEC: dict[str, Any] = {
+    "torch": {"version": "2.11"},
+    "steering": "require",
+    "minMeasuredGain": 0.05,
+    "namespaces": ["team-a"],
+    "staleAfterSeconds": 600,
+    "recipes": {"max-autotune": {"env": {"TORCHINDUCTOR_MAX_AUTOTUNE": "1"}}},
+}
+edge_values = st.one_of(
+    json_values,
+    st.sampled_from(
+        [
+            -1,
+            0,
+            10**12,
+            1.5,
+            -0.0,
+            "",
+            "x" * 5000,
+            "2026-11-25t10:00:00z",
+            "2026-11-25T10:00:00.123456789Z",
+            "2026-11-25T10:00:00",
+            "max-autotune",
+            "turbo",
+            "nvidia.com/mig-1g.5gb",
+            "nvidia.com/gpu",
+            "9.0",
+            "nine",
+            "True",
+            [],
+            {},
+        ]
+    ),
+    texts,
+)
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found.extend(_paths(item, (*prefix, key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value[:3]):
+            found.extend(_paths(item, (*prefix, index)))
+    return found
+
+
+@st.composite
+def spoiled(draw: st.DrawFn, base: Any) -> Any:
+    """`base` with one to three values replaced, or removed, or a key added."""
+    value = copy.deepcopy(draw(st.sampled_from(base)) if isinstance(base, list) else base)
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(_paths(value)))
+        parent = value
+        for key in path[:-1]:
+            parent = parent[key]
+        action = draw(st.integers(0, 9))
+        if action == 0 and isinstance(parent, dict):
+            del parent[path[-1]]
+        elif action == 1 and isinstance(parent, dict):
+            parent[draw(texts)] = draw(edge_values)
+        else:
+            parent[path[-1]] = draw(edge_values)
+    return value
+
+
+def budget(default: int) -> settings:
+    return settings(
+        max_examples=examples(default),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+
+
+@pytest.fixture(scope="module")
+def stored_profile(kube: Kube, agent_crds: None) -> Iterator[dict[str, Any]]:
+    """One real profile whose status the tests try to replace (dry run: it never changes)."""
+    name = f"fuzz-{uuid.uuid4().hex[:8]}"
+    opplane.put_profile(kube, opkit.profile(name, opkit.H100, 2))
+    yield dict(kube.request("GET", f"{opplane.PROFILES}/{name}"))
+    opplane.delete_quietly(kube, f"{opplane.PROFILES}/{name}")
+
+
+def _refusal_names_a_field(exc: KubeError, root: str) -> None:
+    assert exc.status == 422, (exc.status, str(exc)[:400])
+    assert f"{root}." in str(exc) or f"{root}:" in str(exc), str(exc)[:400]
+
+
+@budget(80)
+@given(status=spoiled([VALID_STATUS, MIG_STATUS]))
+def test_profile_statuses_accepted_are_readable_refused_are_explained(
+    kube: Kube, stored_profile: dict[str, Any], status: Any
+) -> None:
+    body = {**stored_profile, "status": status}
+    name = stored_profile["metadata"]["name"]
+    try:
+        stored = kube.request("PUT", f"{opplane.PROFILES}/{name}/status", query=DRY_RUN, body=body)
+    except KubeError as exc:
+        _refusal_names_a_field(exc, "status")
+        event("refused")
+        count("plane: profile statuses refused")
+        return
+    event("accepted")
+    count("plane: profile statuses accepted")
+    ProfileStatus.model_validate(stored["status"])  # what the operator reads
+    GPUNodeProfile.model_validate(stored)  # what the agent reads back at start-up
+    record = read_profile(stored)
+    assert record is not None and record.problem is None, record
+
+
+@budget(80)
+@given(spec=spoiled(VALID_SPEC))
+def test_policies_accepted_are_readable_refused_are_explained(
+    kube: Kube, agent_crds: None, spec: Any
+) -> None:
+    body = {
+        "apiVersion": "maxtune.io/v1alpha1",
+        "kind": "AutotunePolicy",
+        "metadata": {"name": f"fuzz-{uuid.uuid4().hex[:8]}"},
+        "spec": spec,
+    }
+    try:
+        stored = kube.request("POST", opplane.POLICIES, query=DRY_RUN, body=body)
+    except KubeError as exc:
+        _refusal_names_a_field(exc, "spec")
+        event("refused")
+        count("plane: policies refused")
+        return
+    event("accepted")
+    count("plane: policies accepted")
+    policy = AutotunePolicy.model_validate(stored)
+    torch_rule(policy.spec)
+    for mode in Mode:
+        recipe(policy.spec, mode)
