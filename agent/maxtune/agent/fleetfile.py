@@ -41,6 +41,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from string import Formatter
 from typing import Annotated, Literal
 
 import yaml
@@ -51,6 +52,8 @@ from maxtune.agent.inventory import GpuDevice, MigDevice
 from maxtune.contract.modes import Mode
 
 _NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+# The format of {i} in a replicated node's name: fill, width up to 2 digits, an integer type.
+_INDEX_FORMAT = re.compile(r"^0?[0-9]?[0-9]?[dxXob]?$")
 _MIG_PROFILE = re.compile(r"^([0-9]+c\.)?[0-9]+g\.[0-9]+gb(\+[a-z.]+)?$")
 _FAILURE_REASONS = (
     "TritonCompileFailed",
@@ -217,7 +220,28 @@ class Fleet:
             ) from None
 
 
+def _check_pattern(pattern: str, where: str) -> None:
+    """Only `{i}` fields with a short integer format (`{i:03d}`, `{i:x}`) are expanded.
+
+    str.format would otherwise index, look up attributes, or pad to any width a file asks
+    for (`{i:0999999999}` allocates gigabytes): a typo must give a message, not a crash.
+    """
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in Formatter().parse(pattern)]
+    except ValueError as exc:
+        raise FleetError(f"{where}: name pattern {pattern!r} cannot be expanded: {exc}") from None
+    for name, spec, conversion in fields:
+        if name is None:
+            continue
+        if name != "i" or conversion is not None or not _INDEX_FORMAT.match(spec or ""):
+            raise FleetError(
+                f"{where}: name pattern {pattern!r}: only {{i}} with an integer format such as "
+                "{i:03d} or {i:x} can be expanded"
+            )
+
+
 def _expand_name(pattern: str, i: int, where: str) -> str:
+    _check_pattern(pattern, where)
     try:
         name = pattern.format(i=i)
     except (KeyError, IndexError, ValueError) as exc:
