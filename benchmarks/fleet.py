@@ -1,0 +1,230 @@
+"""The labeller at fleet scale: 2,000 kwok GPU nodes with GPUNodeProfiles of mixed classes.
+
+    python -m benchmarks.fleet [--nodes 2000] [--heartbeat-s 60] [--out docs/benchmarks]
+
+Phases, one plane, one operator process:
+1. start: the fleet is in place (nodes Ready, profiles published, node writes
+   quiet); `maxtune operator` starts. Measured: time to ready, to the first
+   label, to every node carrying exactly its expected labels (from the
+   contract code, not the operator); label writes three ways (the operator's
+   counter, the API server's PATCH counter, label changes seen on a watch).
+2. change: 10% of the profiles report a measured gain below the minimum, so
+   their nodes' recommended mode becomes `default`. Same measurements, from
+   the first changed profile sent.
+3. heartbeats: every agent heartbeats once (their default period is 60 s, so
+   2,000 nodes send 33 status updates a second): nothing may be written, and
+   the operator's CPU is what a steady fleet costs.
+Throughout: the operator's RSS at 10 Hz (psutil; the process, all threads)
+and the CPU seconds of every process of the plane, the operator and this driver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import apimetrics, report
+from benchmarks.benchplane import BENCH_PLANE_ARGS, bench_plane, prepare_fleet
+from benchmarks.envinfo import environment
+from benchmarks.fleetreport import render
+from benchmarks.fleetsetup import ensure_namespace, put_profile_status
+from benchmarks.gpufleet import CHANGED_GAIN, PlannedNode, changeable, plan_node
+from benchmarks.kubeapi import Api, Credentials, bounded
+from benchmarks.nodewatch import NodeWatcher
+from benchmarks.operatorproc import OperatorProcess, write_webhook_pki
+from benchmarks.procstat import CpuWindow, RssSampler, load_average
+from maxtune.localplane import LocalPlane
+
+MIB = 2**20
+LABEL_WRITES = "maxtune_label_writes_total"
+NAMESPACE = "maxtune-system"
+
+
+class Phase:
+    """Counters before a phase; `finish()` gives what the phase did."""
+
+    def __init__(self, api: Api, op: OperatorProcess, watcher: NodeWatcher, pids: dict[str, int]):
+        self.api, self.op, self.watcher = api, op, watcher
+        self.window = CpuWindow(pids)
+
+    async def begin(self) -> Phase:
+        self.patches = apimetrics.node_writes(await apimetrics.scrape(self.api))
+        self.writes = self.op.metric(LABEL_WRITES) if self.op.proc is not None else 0.0
+        self.watcher.reset_counts()
+        self.window.start()
+        self.started = time.monotonic()
+        return self
+
+    async def finish(self, nodes: int, settle_s: float) -> dict[str, Any]:
+        await asyncio.sleep(settle_s)  # writes that come late still count
+        cpu = self.window.stop()
+        after = apimetrics.node_writes(await apimetrics.scrape(self.api))
+        return {
+            "label_writes_operator_metric": int(self.op.metric(LABEL_WRITES) - self.writes),
+            "node_writes_apiserver": apimetrics.delta(after, self.patches),
+            "watch": self.watcher.change_summary(nodes),
+            "cpu": cpu,
+            "settle_after_s": settle_s,
+        }
+
+
+async def start_phase(
+    op: OperatorProcess, watcher: NodeWatcher, phase: Phase, rss: list[RssSampler], timeout_s: float
+) -> dict[str, Any]:
+    op.start()
+    rss.append(RssSampler(op.pid).start())
+    phase.window.track("operator", op.pid)
+    ready_s = await asyncio.to_thread(op.wait_ready, timeout_s)
+    print(f"  operator ready after {ready_s:.1f} s", flush=True)
+    right_at = await watcher.wait_all_right(timeout_s)
+    first = watcher.first_change_at
+    return {
+        "ready_s": round(ready_s, 2),
+        "first_label_s": round(first - op.started_at, 2) if first else None,
+        "all_labels_right_s": round(right_at - op.started_at, 2),
+    }
+
+
+async def change_phase(
+    api: Api, watcher: NodeWatcher, fleet: list[PlannedNode], timeout_s: float
+) -> dict[str, Any]:
+    n = len(fleet)
+    candidates = changeable(n)
+    count = min(len(candidates), max(1, n // 10))
+    # Evenly spread over the fleet, and over the measured kinds (no stride that is a
+    # multiple of their period).
+    chosen = [candidates[k * len(candidates) // count] for k in range(count)]
+    changed = [plan_node(i, gain=CHANGED_GAIN) for i in chosen]
+    watcher.expect({p.name: p.expected for p in changed})
+    started = time.monotonic()
+    await bounded([functools.partial(put_profile_status, api, p) for p in changed], 32)
+    sent_s = time.monotonic() - started
+    right_at = await watcher.wait_all_right(timeout_s)
+    for p in changed:
+        fleet[int(p.name.split("-")[1])] = p
+    return {
+        "changed_profiles": len(changed),
+        "changed_kinds": dict(Counter(p.kind.key for p in changed)),
+        "send_s": round(sent_s, 2),
+        "converged_s": round(right_at - started, 2),
+        "converged_after_last_sent_s": round(right_at - started - sent_s, 2),
+    }
+
+
+async def heartbeat_phase(api: Api, fleet: list[PlannedNode], period_s: float) -> dict[str, Any]:
+    """Every profile's status again with a new heartbeat, spread over `period_s`, oldest first."""
+    started = time.monotonic()
+    gap = period_s / max(1, len(fleet))
+    tasks = []
+    for i, planned in enumerate(fleet):
+        delay = started + i * gap - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        beat = datetime.now(UTC)
+        fresh = plan_node(int(planned.name.split("-")[1]), heartbeat=beat)
+        if planned.expected != fresh.expected:  # a changed node keeps its changed gain
+            fresh = plan_node(int(planned.name.split("-")[1]), gain=CHANGED_GAIN, heartbeat=beat)
+        tasks.append(asyncio.create_task(put_profile_status(api, fresh)))
+    await asyncio.gather(*tasks)
+    return {"heartbeats": len(fleet), "period_s": round(time.monotonic() - started, 2)}
+
+
+async def run_on(plane: LocalPlane, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    credentials = Credentials.from_kubeconfig(plane.kubeconfig)
+    result: dict[str, Any] = {
+        "benchmark": "fleet",
+        "environment": environment(plane.binaries),
+        "nodes": args.nodes,
+        "plane_args": BENCH_PLANE_ARGS,
+    }
+    async with Api(credentials) as api:
+        prepared = await prepare_fleet(plane, api, args.nodes)
+        fleet = prepared.nodes
+        result["kinds"] = dict(Counter(p.kind.key for p in fleet))
+        result["setup"] = prepared.timings
+        result["idle_plane"] = prepared.idle_plane
+        await ensure_namespace(api, NAMESPACE)
+        watcher = NodeWatcher(api)
+        await watcher.start()
+        watcher.expect({p.name: p.expected for p in fleet})
+        op = OperatorProcess(plane.kubeconfig, write_webhook_pki(work / "pki"), NAMESPACE, work)
+        pids = {**plane.pids(), "driver": os.getpid()}
+        rss: list[RssSampler] = []
+        try:
+            phase = await Phase(api, op, watcher, pids).begin()
+            start = await start_phase(op, watcher, phase, rss, args.timeout_s)
+            start.update(await phase.finish(args.nodes, args.settle_s))
+            start["peak_rss_mib"] = round(rss[0].peak / MIB, 1)
+            result["start"] = start
+            print(f"  start: {_line(start)}", flush=True)
+
+            phase = await Phase(api, op, watcher, {**pids, "operator": op.pid}).begin()
+            change = await change_phase(api, watcher, fleet, args.timeout_s)
+            change.update(await phase.finish(args.nodes, args.settle_s))
+            change["peak_rss_mib"] = round(rss[0].peak / MIB, 1)
+            result["change"] = change
+            print(f"  change: {_line(change)}", flush=True)
+
+            if args.heartbeat_s > 0:
+                phase = await Phase(api, op, watcher, {**pids, "operator": op.pid}).begin()
+                beats = await heartbeat_phase(api, fleet, args.heartbeat_s)
+                beats.update(await phase.finish(args.nodes, args.settle_s))
+                beats["peak_rss_mib"] = round(rss[0].peak / MIB, 1)
+                result["heartbeats"] = beats
+                print(f"  heartbeats: {_line(beats)}", flush=True)
+            result["rss_end_mib"] = round(rss[0].last / MIB, 1)
+            result["peak_rss_mib"] = round(rss[0].peak / MIB, 1)
+            result["rss_samples"] = rss[0].samples
+        finally:
+            for sampler in rss:
+                sampler.stop()
+            if op.proc is not None:
+                op.stop()
+            await watcher.stop()
+            result["operator_log_tail"] = op.tail(15).splitlines()
+    result["environment"]["load_average_end"] = load_average()
+    return result
+
+
+def _line(phase: dict[str, Any]) -> str:
+    keys = ("ready_s", "all_labels_right_s", "converged_s", "label_writes_operator_metric")
+    shown = {k: phase[k] for k in keys if k in phase}
+    shown["patches"] = phase["node_writes_apiserver"]
+    shown["max_changes_per_node"] = phase["watch"]["max_per_node"]
+    shown["operator_cpu_s"] = phase["cpu"]["cpu_s"].get("operator")
+    shown["peak_rss_mib"] = phase["peak_rss_mib"]
+    return str(shown)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.fleet", description=__doc__)
+    parser.add_argument("--nodes", type=int, default=2000)
+    parser.add_argument("--heartbeat-s", type=float, default=60.0, help="0: no heartbeat phase")
+    parser.add_argument("--settle-s", type=float, default=5.0)
+    parser.add_argument("--timeout-s", type=float, default=600.0)
+    parser.add_argument("--out", type=Path, default=report.DOCS, help="docs folder to write to")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    print(f"fleet benchmark: {args.nodes} nodes", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as folder, bench_plane() as plane:
+        result = asyncio.run(run_on(plane, args, Path(folder)))
+    path = report.write_json("fleet", result, args.out)
+    page = report.update_markdown("fleet", "Fleet benchmark: 2,000 GPU nodes", render, args.out)
+    print(f"wrote {path} and {page}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Putting the benchmark fleet on the plane: CRDs, nodes, profiles, all in parallel.
+
+Creating 2,000 nodes and profiles is 6,000 API calls (node, profile, profile
+status); they go out 32 at a time over one keep-alive pool, which is what the
+API server and etcd on 2 cores take without queueing for long. The fleet is
+only handed to the operator once kwok has made every node Ready and the
+node-lifecycle controller has lifted its not-ready taint, so the operator
+starts against a settled cluster and nothing else is writing nodes meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.gpufleet import PlannedNode
+from benchmarks.kubeapi import CRDS, MERGE_PATCH, PROFILES, Api
+
+ROOT = Path(__file__).resolve().parents[1]
+CREATE_CONCURRENCY = 32
+
+
+async def install_crds(api: Api, *, timeout_s: float = 60) -> None:
+    names = []
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        body = yaml.safe_load(path.read_text())
+        names.append(body["metadata"]["name"])
+        await api.call("POST", CRDS, body, ok=(409,))
+    deadline = time.monotonic() + timeout_s
+    for name in names:
+        while True:
+            crd = await api.call("GET", f"{CRDS}/{name}")
+            conditions = (crd.get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"CRD {name} not Established after {timeout_s:.0f}s")
+            await asyncio.sleep(0.2)
+
+
+async def put_profile_status(api: Api, planned: PlannedNode) -> None:
+    await api.call(
+        "PATCH",
+        f"{PROFILES}/{planned.name}/status",
+        planned.profile_status,
+        content_type=MERGE_PATCH,
+    )
+
+
+async def create_node_and_profile(api: Api, planned: PlannedNode) -> None:
+    await api.call("POST", "/api/v1/nodes", planned.node)
+    await api.call("POST", PROFILES, planned.profile_spec)
+    await put_profile_status(api, planned)
+
+
+async def create_fleet(api: Api, fleet: Sequence[PlannedNode]) -> float:
+    """Create every node and profile; returns the seconds it took."""
+    started = time.monotonic()
+    semaphore = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+    async def one(planned: PlannedNode) -> None:
+        async with semaphore:
+            await create_node_and_profile(api, planned)
+
+    await asyncio.gather(*(one(p) for p in fleet))
+    return time.monotonic() - started
+
+
+def node_settled(node: dict[str, Any]) -> bool:
+    """Ready, and the not-ready taint lifted: schedulable, and nobody writes it any more."""
+    conditions = (node.get("status") or {}).get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    taints = (node.get("spec") or {}).get("taints") or []
+    return ready and not any(t.get("key", "").startswith("node.kubernetes.io/") for t in taints)
+
+
+async def wait_settled(api: Api, names: Sequence[str], *, timeout_s: float = 600) -> float:
+    """Until every named node is Ready and untainted; returns the seconds waited."""
+    started = time.monotonic()
+    wanted = set(names)
+    while True:
+        nodes = await api.list_all("/api/v1/nodes")
+        settled = {n["metadata"]["name"] for n in nodes if node_settled(n)}
+        if wanted <= settled:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout_s:
+            missing = len(wanted - settled)
+            raise TimeoutError(f"{missing} node(s) not Ready and untainted after {timeout_s:.0f}s")
+        await asyncio.sleep(2)
+
+
+async def ensure_namespace(api: Api, name: str, labels: dict[str, str] | None = None) -> None:
+    body = {"metadata": {"name": name, "labels": labels or {}}}
+    await api.call("POST", "/api/v1/namespaces", body, ok=(409,))
+    deadline = time.monotonic() + 60
+    while (
+        await api.call("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default", ok=(404,))
+        is None
+    ):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no default service account in {name}")
+        await asyncio.sleep(0.25)
