@@ -204,3 +204,17 @@ def test_indexes_follow_label_changes_and_deletes() -> None:
     assert fleet.nodes["a"].labels["zone"] == "y"
     fleet.delete_node("a")
     assert fleet.all_nodes() == set() and fleet.with_key("zone") == frozenset()
+
+
+def test_gpu_count_index_follows_node_changes() -> None:
+    fleet = FleetState()
+    four = read_node(node("a", {"nvidia.com/gpu": "4"}, rv="1"))
+    eight = read_node(node("a", {"nvidia.com/gpu": "8"}, rv="2"))
+    assert four and eight
+    fleet.upsert_node(four)
+    assert candidates(fleet, read_placement({}), {"nvidia.com/gpu": 8}) == set()
+    assert candidates(fleet, read_placement({}), {"nvidia.com/gpu": 4}) == {"a"}
+    fleet.upsert_node(eight)
+    assert candidates(fleet, read_placement({}), {"nvidia.com/gpu": 8}) == {"a"}
+    fleet.delete_node("a")
+    assert candidates(fleet, read_placement({}), {"nvidia.com/gpu": 8}) == set()

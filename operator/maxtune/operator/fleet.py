@@ -61,6 +61,8 @@ class FleetState:
         self._by_resource: dict[str, set[str]] = defaultdict(set)
         self._tainted: set[str] = set()
         self._all: set[str] = set()
+        # (resource, count) -> nodes with at least `count` of it; cleared on any index change.
+        self._at_least: dict[tuple[str, int], frozenset[str]] = {}
         self._summaries: dict[PolicyKey, dict[str, Mapping[str, ResourceSummary]]] = {}
         self._ranks: dict[PolicyKey, dict[str, Mapping[str, int]]] = {}
         self._heartbeats: dict[str, float] = {}
@@ -163,6 +165,7 @@ class FleetState:
 
     def _index(self, node: NodeRecord) -> None:
         name = node.name
+        self._at_least.clear()
         self._all.add(name)
         for key, value in node.labels.items():
             self._by_label[(key, value)].add(name)
@@ -174,6 +177,7 @@ class FleetState:
 
     def _unindex(self, node: NodeRecord) -> None:
         name = node.name
+        self._at_least.clear()
         self._all.discard(name)
         for key, value in node.labels.items():
             _discard(self._by_label, (key, value), name)
@@ -194,6 +198,27 @@ class FleetState:
 
     def with_resource(self, resource: str) -> set[str] | frozenset[str]:
         return self._by_resource.get(resource, _EMPTY)
+
+    def with_resource_at_least(self, resource: str, count: int) -> set[str] | frozenset[str]:
+        """Nodes with at least `count` allocatable of `resource`.
+
+        Pods ask for a handful of distinct counts (1, 2, 4, 8), and node shapes
+        change rarely (heartbeats never change them), so each answer is kept
+        until the next index change: an 8-GPU pod no longer costs a Python
+        loop over every GPU node.
+        """
+        if count <= 1:
+            return self.with_resource(resource)
+        found = self._at_least.get((resource, count))
+        if found is None:
+            if len(self._at_least) >= 256:  # odd counts come and go; stay bounded
+                self._at_least.clear()
+            nodes = self._nodes
+            found = frozenset(
+                n for n in self.with_resource(resource) if nodes[n].gpus.get(resource, 0) >= count
+            )
+            self._at_least[(resource, count)] = found
+        return found
 
     def tainted(self) -> set[str]:
         return self._tainted

@@ -248,7 +248,7 @@ def candidates(fleet: FleetState, placement: Placement, needs: Mapping[str, int]
         if node is None or any(node.gpus.get(r, 0) < n for r, n in needs.items()):
             return set()
         return {node.name}
-    sets = [fleet.with_resource(r) for r in needs]
+    sets = [fleet.with_resource_at_least(r, n) for r, n in needs.items()]
     sets += [fleet.with_label(k, v) for k, v in placement.node_selector]
     if not sets:
         chosen = set(fleet.all_nodes())
@@ -266,7 +266,4 @@ def candidates(fleet: FleetState, placement: Placement, needs: Mapping[str, int]
         for name in chosen & fleet.tainted():
             if not tolerates_all(placement.tolerations, nodes[name].taints):
                 chosen.discard(name)
-    for resource, count in needs.items():
-        if count > 1:  # the index already guarantees one
-            chosen = {n for n in chosen if nodes[n].gpus.get(resource, 0) >= count}
     return chosen
