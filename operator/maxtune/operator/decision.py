@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -30,7 +31,7 @@ from maxtune.contract.names import (
     LABEL_MODE,
 )
 from maxtune.contract.policy import recipe
-from maxtune.operator.fleet import FleetState
+from maxtune.operator.fleet import Bucket, FleetState, Ranks
 from maxtune.operator.gpurequests import ContainerKind, GpuContainer, gpu_containers, pod_needs
 from maxtune.operator.records import as_dict, as_list
 from maxtune.operator.selection import candidates, read_placement
@@ -157,13 +158,9 @@ _MODES: Final = tuple(Mode)
 _RANK: Final = {mode: i for i, mode in enumerate(_MODES)}
 assert all(_RANK[m] == strength(m) for m in _MODES)
 
-Ranks = tuple[int, ...] | None  # one mode rank per GPU container; None: nothing known
-# Nodes that look alike to the decision: (gpu-class label, recommended-mode label, ranks).
-Bucket = tuple[str | None, str | None, Ranks]
-
 
 def _buckets(
-    names: Iterable[str],
+    names: AbstractSet[str],
     containers: Sequence[GpuContainer],
     fleet: FleetState,
     policy: AutotunePolicy,
@@ -171,29 +168,27 @@ def _buckets(
 ) -> set[Bucket]:
     """The candidates, reduced to the few kinds of node that matter for the decision.
 
-    This is the only loop over candidate nodes, so it is kept tight: at 2,000
-    nodes every other step works on a handful of buckets instead.
+    FleetState keeps every node's bucket, grouped, up to date as nodes and
+    profiles change; here each group only needs to be tested for overlap with
+    the candidates, so an admission costs a handful of set operations at 2,000
+    nodes. A stale profile counts as unknown (ranks None), as it always did.
     """
-    oldest = now - policy.spec.stale_after_seconds
-    nodes, heartbeats, cache = fleet.nodes, fleet.heartbeats, fleet.rank_cache(policy)
-    wanted = [tuple(c.requests) for c in containers]
-    only = wanted[0][0] if len(wanted) == 1 and len(wanted[0]) == 1 else None
+    wanted = tuple(tuple(c.requests) for c in containers)
+    groups = fleet.node_groups(policy, wanted)
+    stale = fleet.stale_profiles(now - policy.spec.stale_after_seconds)
     found: set[Bucket] = set()
-    for name in names:
-        ranks: Ranks = None
-        heartbeat = heartbeats.get(name)
-        if heartbeat is not None and heartbeat >= oldest:
-            table = cache.get(name)
-            if table is None:
-                table = fleet.mode_ranks(name, policy)
-            if only is not None:
-                rank = table.get(only, -1)
-                ranks = (rank,) if rank >= 0 else None
-            else:
-                got = tuple(min(table.get(r, -1) for r in rs) for rs in wanted)
-                ranks = None if min(got) < 0 else got
-        labels = nodes[name].labels
-        found.add((labels.get(LABEL_CLASS), labels.get(LABEL_MODE), ranks))
+    for bucket, members in groups.items():
+        if members.isdisjoint(names):
+            continue
+        if bucket[2] is None or not stale:
+            found.add(bucket)
+            continue
+        hit = members & names
+        fresh = hit - stale
+        if fresh:
+            found.add(bucket)
+        if len(fresh) < len(hit):
+            found.add((bucket[0], bucket[1], None))
     return found
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
 
 from maxtune.contract.assess import node_labels, resources_by_name, summarize
 from maxtune.contract.models import AutotunePolicy, ResourceSummary
 from maxtune.contract.modes import strength
+from maxtune.contract.names import LABEL_CLASS, LABEL_MODE
 from maxtune.contract.policy import cluster_policy, policy_for_namespace
 from maxtune.operator.records import NodeRecord, ProfileRecord, resource_version_number
 
@@ -27,6 +29,11 @@ PolicyKey = tuple[str, str | None]
 # Called with the names of nodes whose desired or actual labels may have changed;
 # None means "every node" (the cluster policy changed).
 DirtyListener = Callable[[Iterable[str] | None], None]
+# The GPU resources each GPU container of a pod asks for, in container order.
+Wanted = tuple[tuple[str, ...], ...]
+Ranks = tuple[int, ...] | None  # one mode rank per GPU container; None: nothing known
+# Nodes that look alike to the webhook: (gpu-class label, recommended-mode label, ranks).
+Bucket = tuple[str | None, str | None, Ranks]
 
 _EMPTY: frozenset[str] = frozenset()
 K = TypeVar("K")
@@ -46,6 +53,22 @@ def _newer_or_unordered(incoming: str, current: str) -> bool:
     """
     a, b = resource_version_number(incoming), resource_version_number(current)
     return a is None or b is None or a >= b
+
+
+def ranks_for(table: Mapping[str, int], wanted: Wanted) -> Ranks:
+    """Per container, the weakest mode rank among the resources it asks for; None if one is
+    missing from the node's table."""
+    got = tuple(min(table.get(r, -1) for r in resources) for resources in wanted)
+    return None if min(got) < 0 else got
+
+
+@dataclass(slots=True)
+class _Groups:
+    """Every node's bucket for one policy and one `Wanted`, kept up to date incrementally."""
+
+    members: dict[Bucket, set[str]] = field(default_factory=dict)
+    where: dict[str, Bucket] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
 
 
 class FleetState:
@@ -70,6 +93,7 @@ class FleetState:
         self._cluster_policy: AutotunePolicy | None = None
         self._listeners: list[DirtyListener] = []
         self._desired: dict[str, tuple[PolicyKey, Mapping[str, str]]] = {}
+        self._groups: dict[tuple[PolicyKey, Wanted], _Groups] = {}
         # Which upsert last saw each object; a relist prunes what it did not see since.
         self._tick = 0
         self._seen: dict[tuple[str, str], int] = {}
@@ -163,8 +187,14 @@ class FleetState:
         self._dirty((name,))
         return True
 
+    def _regroup(self, name: str) -> None:
+        """The node's bucket may have changed: recompute it before the next admission reads it."""
+        for groups in self._groups.values():
+            groups.dirty.add(name)
+
     def _index(self, node: NodeRecord) -> None:
         name = node.name
+        self._regroup(name)
         self._at_least.clear()
         self._all.add(name)
         for key, value in node.labels.items():
@@ -177,6 +207,7 @@ class FleetState:
 
     def _unindex(self, node: NodeRecord) -> None:
         name = node.name
+        self._regroup(name)
         self._at_least.clear()
         self._all.discard(name)
         for key, value in node.labels.items():
@@ -247,6 +278,7 @@ class FleetState:
             self._heartbeats.pop(record.node_name, None)
         if not _same_devices(old, record):  # a heartbeat alone keeps what was derived
             self._forget_derived(record.node_name)
+        self._regroup(record.node_name)  # a heartbeat may appear or go
         self._dirty((record.node_name,))
         return True
 
@@ -262,6 +294,7 @@ class FleetState:
         return True
 
     def _forget_derived(self, node_name: str) -> None:
+        self._regroup(node_name)
         self._desired.pop(node_name, None)
         for cache in self._summaries.values():
             cache.pop(node_name, None)
@@ -343,6 +376,45 @@ class FleetState:
                     break
         return done
 
+    def node_groups(self, policy: AutotunePolicy, wanted: Wanted) -> Mapping[Bucket, set[str]]:
+        """Every node by bucket under `policy`, for a pod whose GPU containers ask for `wanted`.
+
+        A node without a profile heartbeat has ranks None; staleness is not
+        applied here (it moves with the clock): see `stale_profiles`. The
+        groups are built once per policy and request shape, then only the
+        nodes that changed since the last call are moved, so an admission
+        touches a handful of groups instead of every candidate node.
+        """
+        key = (policy_key(policy), wanted)
+        groups = self._groups.get(key)
+        if groups is None:
+            if len(self._groups) >= 64:  # request shapes come and go; stay bounded
+                self._groups.clear()
+            groups = self._groups[key] = _Groups(dirty=set(self._nodes))
+        if groups.dirty:
+            for name in groups.dirty:
+                old = groups.where.pop(name, None)
+                if old is not None:
+                    _discard(groups.members, old, name)
+                node = self._nodes.get(name)
+                if node is None:
+                    continue
+                ranks: Ranks = None
+                if name in self._heartbeats:
+                    ranks = ranks_for(self.mode_ranks(name, policy), wanted)
+                bucket = (node.labels.get(LABEL_CLASS), node.labels.get(LABEL_MODE), ranks)
+                groups.where[name] = bucket
+                groups.members.setdefault(bucket, set()).add(name)
+            groups.dirty.clear()
+        return groups.members
+
+    def stale_profiles(self, oldest: float) -> set[str]:
+        """Nodes whose profile heartbeat is older than `oldest` (POSIX time); usually none."""
+        heartbeats = self._heartbeats
+        if not heartbeats or min(heartbeats.values()) >= oldest:
+            return set()
+        return {name for name, beat in heartbeats.items() if beat < oldest}
+
     def summaries(self, node_name: str, policy: AutotunePolicy) -> Mapping[str, ResourceSummary]:
         """Per-resource summaries of the node's profile under `policy` (empty: none known)."""
         cache = self._summaries.get(policy_key(policy))
@@ -390,6 +462,7 @@ class FleetState:
         before = self._cluster_policy
         self._summaries.clear()
         self._ranks.clear()
+        self._groups.clear()
         self._desired.clear()
         self._policy_for_ns.clear()
         self._cluster_policy = None
