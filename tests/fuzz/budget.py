@@ -14,10 +14,11 @@ from collections import Counter
 TALLY: Counter[str] = Counter()
 
 
-def examples(default: int) -> int:
-    """The number of examples for one property: the campaign's figure, else `default`."""
+def examples(default: int, *, share: float = 1.0) -> int:
+    """The number of examples for one property: the campaign's figure (times `share`, for
+    properties whose inputs are costly), else `default`."""
     raw = os.environ.get("MAXTUNE_FUZZ_EXAMPLES", "").strip()
-    return int(raw) if raw else default
+    return max(default, int(int(raw) * share)) if raw else default
 
 
 def count(what: str, n: int = 1) -> None:

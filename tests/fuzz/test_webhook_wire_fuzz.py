@@ -31,9 +31,9 @@ from tests.fuzz.wire import Webhook, small_fleet
 pytestmark = [pytest.mark.plane, pytest.mark.slow]
 
 
-def budget(default: int) -> settings:
+def budget(default: int, share: float = 1.0) -> settings:
     return settings(
-        max_examples=examples(default),
+        max_examples=examples(default, share=share),
         deadline=None,
         suppress_health_check=[
             HealthCheck.too_slow,
@@ -132,7 +132,7 @@ def test_any_method_path_and_content_type_never_5xx(
     count("wire: methods, paths, content types")
 
 
-@budget(100)
+@budget(100, share=0.2)  # a new TLS connection each
 @given(
     junk=st.one_of(
         st.binary(min_size=1, max_size=400),
