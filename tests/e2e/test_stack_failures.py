@@ -1,0 +1,47 @@
+"""A stack that cannot start takes back what it added, and says why it could not start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from maxtune.demo.cluster import Cluster
+from maxtune.demo.fleet import FLEET_LABEL
+from maxtune.demo.localrun import kapi
+from maxtune.demo.release import HelmError
+from maxtune.demo.stack import Stack, StackOptions
+from maxtune.localplane import LocalPlane
+from tests.e2e.conftest import FLEET
+
+pytestmark = [pytest.mark.plane]
+
+
+def test_values_the_schema_refuses_fail_the_start_and_leave_nothing(
+    plane: LocalPlane, k8s: ApiClient, tmp_path: Path
+) -> None:
+    options = StackOptions(
+        fleet_file=FLEET,
+        release="mtbad",
+        namespace="maxtune-bad",
+        extra_values={"webhook": {"timeoutSeconds": 30}},
+    )
+    stack = Stack(Cluster.of_plane(plane), options, tmp_path, progress=lambda _: None)
+    with pytest.raises(HelmError, match="timeoutSeconds"):
+        stack.__enter__()
+    core = kapi("CoreV1Api", k8s)
+    ours = [
+        n.metadata.name
+        for n in core.list_node(label_selector=FLEET_LABEL).items
+        if n.metadata.deletion_timestamp is None
+    ]
+    assert ours == []
+    try:
+        namespace = core.read_namespace("maxtune-bad")
+    except ApiException as exc:
+        assert exc.status == 404
+    else:
+        assert namespace.status.phase == "Terminating"
+    assert stack.prometheus is not None and stack.prometheus.proc is None
