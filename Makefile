@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 	@rm -f $(VENV)/.maxtune-* && touch $@
 
 # Control-plane binaries (etcd, kube-*, kwok, helm), built from pinned Go modules
-# into .cache/ and reused while their versions stay the same.
+# into .cache/ and reused while their versions stay the same; Debian's Prometheus
+# for the end-to-end test and the demo, unpacked into .cache/ without root.
 tools: venv
 	$(BIN)/python -m maxtune.localplane build
+	$(BIN)/python -m maxtune.demo fetch-prometheus
 
 lint: venv
 	$(BIN)/ruff check .
