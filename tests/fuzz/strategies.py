@@ -42,6 +42,19 @@ json_values = st.recursive(
     max_leaves=16,
 )
 
+# What a JSON encoder can send to a strict parser such as the API server's: no NaN, no Infinity.
+finite_json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(10**30), max_value=10**30),
+        st.floats(allow_nan=False, allow_infinity=False),
+        texts,
+    ),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4),
+    max_leaves=16,
+)
+
 
 def nested(depth: int) -> Any:
     """A list `depth` levels deep, with a dict at every tenth level."""

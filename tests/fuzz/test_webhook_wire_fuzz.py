@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from maxtune.operator.kube import Kube
@@ -124,9 +124,18 @@ def test_any_method_path_and_content_type_never_5xx(
     served: Served, line: tuple[str, str, str], body: bytes
 ) -> None:
     method, path, content_type = line
-    status, _, data = served.hook.request(method, path, body, {"Content-Type": content_type})
+    webhook = method == "POST" and path.split("?", maxsplit=1)[0] == "/mutate"
+    try:
+        status, _, data = served.hook.request(method, path, body, {"Content-Type": content_type})
+    except OSError:
+        # The server answered 400/405 without reading the body and hung up while it was still
+        # being sent: a refusal, never an error, but not acceptable for a real review.
+        assert not webhook
+        event("closed while sending")
+        count("wire: methods, paths, content types")
+        return
     assert status < 500, (status, data[:300])
-    if method == "POST" and path.split("?", maxsplit=1)[0] == "/mutate":
+    if webhook:
         assert status == 200
         parse_answer(data)
     count("wire: methods, paths, content types")

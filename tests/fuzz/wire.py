@@ -49,7 +49,7 @@ class Webhook:
                 if response.getheader("Connection", "").lower() == "close":
                     self.close()
                 return response.status, response.getheader("Content-Type", ""), data
-            except (http.client.HTTPException, ConnectionError):
+            except (http.client.HTTPException, OSError):
                 self.close()  # a kept-alive connection the server closed: once more, fresh
                 if attempt == 2:
                     raise
