@@ -133,11 +133,21 @@ def test_changed_fingerprint_retakes_measurements(tmp_path: Path) -> None:
     assert status is not None and status.software.driver_version == "590.10.01"
 
 
-def test_busy_gpu_is_measured_once_it_is_free(tmp_path: Path) -> None:
+def test_busy_gpu_is_tried_again_next_round_not_at_once(tmp_path: Path) -> None:
+    clock = Clock()
     backend = CountingBackend(DEMO, "gpu-busy-0")
-    agent = Agent(node="gpu-busy-0", backend=backend, sink=FileSink(tmp_path / "p.json"))
+    agent = Agent(
+        node="gpu-busy-0",
+        backend=backend,
+        sink=FileSink(tmp_path / "p.json"),
+        clock=clock,
+        interval_s=60,
+    )
     agent.tick(block=True)
     assert backend.measured == [2]
+    agent.tick(block=True)  # a wake-up within the round: no busy loop on the busy GPU
+    assert backend.measured == [2]
+    clock.now += timedelta(seconds=60)
     agent.tick(block=True)
     assert backend.measured == [2, 1]  # only the busy one is tried again
 
@@ -294,3 +304,30 @@ def test_a_failed_read_at_start_is_retried_before_measuring(tmp_path: Path) -> N
     agent.tick(block=True)  # the round reads it again, and keeps the measurements
     assert sink.reads == 2
     assert backend.measured == []
+
+
+def test_model_without_gemm_data_is_skipped_with_a_reason_not_remeasured(tmp_path: Path) -> None:
+    fleet = tmp_path / "nogemm.yaml"
+    fleet.write_text(
+        "name: nogemm\n"
+        "software: {driverVersion: '580.159.04', torchVersion: '2.11.0'}\n"
+        "gpuModels:\n"
+        "  bare: {product: NVIDIA H100 80GB HBM3, memoryMib: 81559,"
+        " computeCapability: '9.0', smCount: 132}\n"
+        "nodes:\n"
+        "  - {name: gpu-bare-0, gpus: [{model: bare}]}\n"
+    )
+    clock = Clock()
+    backend = CountingBackend(fleet, "gpu-bare-0")
+    out = tmp_path / "p.json"
+    agent = Agent(
+        node="gpu-bare-0", backend=backend, sink=FileSink(out), clock=clock, interval_s=60
+    )
+    agent.tick(block=True)
+    agent.tick(block=True)
+    assert backend.measured == [1]  # asked once this round, not on every wake-up
+    status = published(out).status
+    assert status is not None
+    reasons = {c.reason for c in status.conditions}
+    assert "NotSimulated" in reasons
+    assert status.gpus[0].measurements is None or not status.gpus[0].measurements.gemm

@@ -164,6 +164,14 @@ class SimulationBackend:
                     ),
                 )
                 continue
+            missing = _unsimulated(sim, level)
+            if missing is not None:
+                outcomes[gpu.uuid] = GpuOutcome(
+                    uuid=gpu.uuid,
+                    measurements=None,
+                    skipped=(Reason.NOT_SIMULATED.value, missing),
+                )
+                continue
             outcomes[gpu.uuid] = GpuOutcome(
                 uuid=gpu.uuid, measurements=_simulated_measurements(sim, level)
             )
@@ -182,6 +190,22 @@ class SimulationBackend:
 
     def close(self) -> None:
         return None
+
+
+def _unsimulated(sim: SimulatedGpu, level: str) -> str | None:
+    """Why the fleet file cannot stand in for this level's GEMM measurement, if it cannot.
+
+    Without it the GPU would count as never measured and be asked again on every
+    wake-up; skipped, it is asked again next round and the profile says why.
+    (Missing compile timings already become a NotSimulated compile result.)
+    """
+    if sim.model.gemm:
+        return None
+    return (
+        f"GPU {sim.device.index}: the fleet file gives no gemm results for "
+        f"{sim.model.product}, so level {level} cannot be simulated; add them or run the "
+        "agent with --level inventory"
+    )
 
 
 def _simulated_measurements(sim: SimulatedGpu, level: str) -> Measurements:
@@ -215,7 +239,7 @@ def _simulated_measurements(sim: SimulatedGpu, level: str) -> Measurements:
     if level == "full" and spec is None:
         compile_ = CompileMeasurement(
             ok=False,
-            reason="NotSimulated",
+            reason=Reason.NOT_SIMULATED.value,
             message=f"the fleet file gives no compile timings for {sim.model.product}",
             block="(none)",
         )

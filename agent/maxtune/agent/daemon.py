@@ -153,13 +153,17 @@ class Agent:
         with self._lock:
             have = self.state.by_gpu
             measured = self.state.measured_time
-            retry_failed = measured is not None and (
-                (self.clock() - measured).total_seconds() >= RETRY_FAILED_S
-            )
+            since = None if measured is None else (self.clock() - measured).total_seconds()
+            retry_failed = since is not None and since >= RETRY_FAILED_S
+            # A skipped GPU (busy, or nothing to simulate) is asked again next round,
+            # not on every wake-up: a busy GPU must not turn the agent into a busy loop.
+            retry_skipped = since is None or since >= self.interval_s
+            skipped = self.state.skipped
             gpus = tuple(
                 g
                 for g in inventory.gpus
                 if not g.mig_enabled
+                and (retry_skipped or g.uuid not in skipped)
                 and (
                     g.uuid not in have
                     or not have[g.uuid].gemm
@@ -194,7 +198,8 @@ class Agent:
             stages["measure_total"],
             ", ".join(f"{k} {v:.1f}s" for k, v in stages.items()),
         )
-        self._wake.set()
+        if any(o.measurements is not None for o in outcomes.values()):
+            self._wake.set()  # publish the new measurements now, not an interval later
 
     def _merge(self, outcomes: dict[str, GpuOutcome], fp: str) -> None:
         with self._lock:
@@ -310,11 +315,12 @@ class Agent:
         self.recover()
         while not stop.is_set():
             began = time.monotonic()
+            # Cleared before the round: a measurement that ends during it wakes the next.
+            self._wake.clear()
             try:
                 self.tick(stop=stop)
             except Exception:  # a bug in one round must not end the DaemonSet pod's agent
                 log.exception("round failed")
-            self._wake.clear()
             remaining = self.interval_s - (time.monotonic() - began)
             if remaining > 0:
                 _wait_any(stop, self._wake, remaining)

@@ -21,6 +21,7 @@ class Reason(StrEnum):
     TIMEOUT = "Timeout"
     DEVICE_LOST = "DeviceLost"
     GPU_BUSY = "GPUBusy"
+    NOT_SIMULATED = "NotSimulated"
     WRONG_RESULT = "WrongResult"
     CUDA_ERROR = "CudaError"
     WORKER_CRASHED = "WorkerCrashed"
