@@ -77,7 +77,7 @@ def test_node_name_from_the_pod_and_flags_plain() -> None:
     args = main["args"]
     assert args[0] == "agent"
     assert flag(args, "--level") == "full"
-    assert flag(args, "--interval") == "300"
+    assert flag(args, "--interval") == "60"
     assert flag(args, "--metrics-host") == "0.0.0.0"
     assert flag(args, "--metrics-port") == "9400"
     assert flag(args, "--simulate") is None
