@@ -17,7 +17,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from maxtune.agent.publish import PublishError
+from maxtune.agent.publish import PublishError, readable_profile
 from maxtune.contract.models import AutotunePolicy, GPUNodeProfile, PolicySpec, ProfileStatus
 from maxtune.contract.names import GROUP, POLICY_PLURAL, PROFILE_PLURAL, VERSION
 from maxtune.contract.policy import cluster_policy
@@ -97,7 +97,7 @@ class KubeSink:
             )
         except ApiException:  # 404
             return None
-        return GPUNodeProfile.model_validate(obj)
+        return readable_profile(obj, f"GPUNodeProfile {node}")
 
     def write(self, node: str, status: ProfileStatus) -> None:
 

@@ -11,13 +11,18 @@ and a test derive from this one constant.
 from __future__ import annotations
 
 import json
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
+from pydantic import ValidationError
+
 from maxtune.contract.models import GPUNodeProfile, PolicySpec, ProfileStatus
 from maxtune.contract.names import GROUP, POLICY_PLURAL, PROFILE_PLURAL
+
+log = logging.getLogger("maxtune.agent")
 
 # (apiGroup, resource, verbs): nothing else. Written for the chart's ClusterRole.
 AGENT_RBAC_RULES: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
@@ -33,6 +38,25 @@ class PublishError(Exception):
     def __init__(self, message: str, *, retry: bool) -> None:
         super().__init__(message)
         self.retry = retry
+
+
+def readable_profile(data: object, where: str) -> GPUNodeProfile | None:
+    """A stored profile as the contract model reads it, or None when it does not validate.
+
+    The stored profile is the agent's own (its node's): one it cannot read (a hand edit, an
+    agent of another version, or a value the API server let through, such as a JSON array
+    for a date-time on Kubernetes 1.36) is published over, never a reason to stop.
+    """
+    try:
+        return GPUNodeProfile.model_validate(data)
+    except ValidationError as exc:
+        log.warning(
+            "%s does not validate (%d error(s), first: %s); it will be overwritten",
+            where,
+            exc.error_count(),
+            exc.errors()[0]["loc"] if exc.errors() else "?",
+        )
+        return None
 
 
 class Sink(Protocol):
@@ -85,8 +109,8 @@ class FileSink:
             return None
         except (OSError, ValueError) as exc:
             raise PublishError(f"cannot read {self.path}: {exc}", retry=False) from None
-        profile = GPUNodeProfile.model_validate(data)
-        return profile if profile.metadata.name == node else None
+        profile = readable_profile(data, f"the profile in {self.path}")
+        return profile if profile is not None and profile.metadata.name == node else None
 
     def write(self, node: str, status: ProfileStatus) -> None:
         profile = GPUNodeProfile.model_validate(
