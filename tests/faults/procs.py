@@ -47,8 +47,8 @@ MODELS: dict[str, Any] = {
         "memoryMib": 15360,
         "computeCapability": "7.5",
         "smCount": 40,
-        # A model without GEMM figures is measured again every round (measuredTime moves):
-        # give it one, so a kept measurement can be told from a new one.
+        # A model without GEMM figures is never fully measured, so later rounds try again
+        # (and measuredTime moves): give it one, so a kept measurement is told from a new one.
         "gemm": [{"size": 4096, "tritonTflops": 40.0, "cublasTflops": 45.0}],
     },
 }
