@@ -30,6 +30,27 @@ from maxtune.operator.sync import Kind, event_change
 Deliver = Callable[[Callable[[FleetState], object]], None]
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No "essence" of objects: nothing here compares one.
+
+    kopf builds a diff-base for every event it processes (a deep copy of the
+    whole body, then a JSON dump) so that change handlers can see what
+    changed. `on.event` handlers never look at it, and they are the only kind
+    registered here, so building it was pure cost: a tenth of the operator's
+    CPU per profile heartbeat (2,000 nodes: 1.81 -> 1.62 ms per event), and GIL
+    time taken from the webhook's loop.
+    """
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        return {}
+
+    def fetch(self, *, body: Any) -> Any:
+        return None
+
+    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+        return None
+
+
 def settings(*, list_chunk: int = 500) -> kopf.OperatorSettings:
     s = kopf.OperatorSettings()
     s.peering.standalone = True
@@ -44,6 +65,7 @@ def settings(*, list_chunk: int = 500) -> kopf.OperatorSettings:
     # CRDs are installed before the operator. A CRD that appears later makes the runtime
     # restart (sync.relist_forever notices it).
     s.scanning.disabled = True
+    s.persistence.diffbase_storage = NoDiffBase()
     return s
 
 
