@@ -20,7 +20,8 @@ from tests.fuzz.budget import count, examples
 from tests.fuzz.checks import check_review, expected_uid, parse_answer
 from tests.fuzz.strategies import raw_bodies, review, reviews, spoiled
 
-FLEET = opkit.mixed_fleet().state
+MIXED = opkit.mixed_fleet()
+FLEET = MIXED.state
 
 
 def budget(default: int, share: float = 1.0) -> settings:
@@ -33,7 +34,9 @@ def budget(default: int, share: float = 1.0) -> settings:
 
 
 def ask(body: bytes) -> bytes:
-    outcome = admission.review(body, fleet=FLEET, own_namespace="maxtune-system", version="fuzz")
+    outcome = admission.review(
+        body, fleet=FLEET, own_namespace="maxtune-system", version="fuzz", now=MIXED.clock
+    )
     assert outcome.result != "error", outcome.reason
     return outcome.body
 

@@ -26,7 +26,7 @@ from tests.faults.reuse import opkit, opplane
 from tests.fuzz.budget import count, examples
 from tests.fuzz.checks import check_review, expected_uid, parse_answer, patch_ops
 from tests.fuzz.strategies import raw_bodies, review, reviews, spoiled
-from tests.fuzz.wire import Webhook, small_fleet
+from tests.fuzz.wire import Webhook, small_fleet, wait_labelled
 
 pytestmark = [pytest.mark.plane, pytest.mark.slow]
 
@@ -53,10 +53,11 @@ class Served:
 @pytest.fixture(scope="module")
 def served(kube: Kube, operators: OperatorFactory) -> Iterator[Served]:
     fleet = small_fleet(kube)
-    next(fleet)
+    wanted = next(fleet)
     op = operators(identity="op-fuzz", lease="fuzz-labeller")
     op.start()
     assert op.proc is not None
+    wait_labelled(kube, wanted)
     hook = Webhook(op.webhook_port, op.pki.ca_cert)
     try:
         yield Served(op, hook, op.proc.pid)

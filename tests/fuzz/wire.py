@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maxtune.operator.kube import Kube
-from tests.faults.fleetkit import create_node, delete, put_kind
+from tests.faults.fleetkit import KINDS, Labels, create_node, delete, put_kind
 from tests.faults.reuse import opplane
 
 
@@ -69,17 +69,33 @@ class Webhook:
             self._conn = None
 
 
-def small_fleet(kube: Kube) -> Iterator[list[str]]:
-    """Nodes and profiles for the webhook to decide from; removed afterwards."""
+ROLES = {"h100-a": "h100", "h100-b": "h100", "a100": "a100-slow", "t4-a": "t4", "t4-b": "t4"}
+
+
+def small_fleet(kube: Kube) -> Iterator[dict[str, Labels]]:
+    """Nodes and profiles for the webhook to decide from, each with the labels it calls for.
+
+    Removed afterwards. Call `wait_labelled` once the operator runs: a pod judged before and
+    after the labeller's first writes gets two different decisions, which the idempotence
+    check would misread as a second pass adding something.
+    """
     prefix = f"fuzz-{uuid.uuid4().hex[:6]}-"
-    kinds = {"h100-a": "h100", "h100-b": "h100", "a100": "a100-slow", "t4-a": "t4", "t4-b": "t4"}
-    names = [prefix + role for role in kinds]
+    wanted = {prefix + role: KINDS[kind][2] for role, kind in ROLES.items()}
     try:
-        for role, kind in kinds.items():
+        for role, kind in ROLES.items():
             create_node(kube, prefix + role, {})
             put_kind(kube, prefix + role, kind)
-        yield names
+        yield wanted
     finally:
-        for name in names:
+        for name in wanted:
             delete(kube, f"/api/v1/nodes/{name}")
             delete(kube, f"{opplane.PROFILES}/{name}")
+
+
+def wait_labelled(kube: Kube, wanted: dict[str, Labels]) -> None:
+    """Until every node carries exactly the maxtune.io/ labels its profile calls for."""
+    for name, labels in wanted.items():
+        opplane.eventually(
+            lambda name=name, labels=labels: opplane.maxtune_labels(kube, name) == labels,
+            f"labels on {name}",
+        )

@@ -214,10 +214,16 @@ def node(
 
 
 class Fleet:
-    """A FleetState filled the way the watches fill it, with labels already in sync."""
+    """A FleetState filled the way the watches fill it, with labels already in sync.
+
+    `clock` is the POSIX time its fresh heartbeats were written: a fleet kept for a whole
+    module answers as of then (pass `now=fleet.clock`), since a long suite would otherwise
+    age its heartbeats past the staleness window and change every decision mid-run.
+    """
 
     def __init__(self) -> None:
         self.state = FleetState()
+        self.clock = time.time()
         self._rv = 1
 
     def add(

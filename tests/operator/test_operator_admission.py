@@ -22,8 +22,11 @@ FLEET = mixed_fleet()
 def answer(
     body: bytes, fleet: FleetState | None = None, **kw: Any
 ) -> tuple[dict[str, Any], admission.Outcome]:
+    if fleet is None:
+        fleet = FLEET.state
+        kw.setdefault("now", FLEET.clock)
     outcome = admission.review(
-        body, fleet=fleet or FLEET.state, own_namespace="maxtune-system", version="test", **kw
+        body, fleet=fleet, own_namespace="maxtune-system", version="test", **kw
     )
     parsed = json.loads(outcome.body)
     assert parsed["kind"] == "AdmissionReview"
