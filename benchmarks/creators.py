@@ -4,7 +4,12 @@
 
 `concurrency` workers each create the next pod as soon as the previous create
 returned (a closed loop, like Kyverno's k6 virtual users), until `count` pods
-exist. The latency is the whole POST /api/v1/namespaces/NS/pods: authentication,
+exist. With `rate` > 0 the same workers are paced: pod i is due at
+start + i/rate, and a worker waits for its next pod's moment (it never sends
+early, and sends at once when late), so the plane is loaded at a set rate
+below what it can take and the latency is not just queueing.
+
+The latency is the whole POST /api/v1/namespaces/NS/pods: authentication,
 admission (with or without the webhook), validation and the etcd write. Each
 answer is the stored pod, so whether the webhook mutated it is read from its
 `maxtune.io/decision` annotation: the "with webhook" phases must be 100%
@@ -62,11 +67,17 @@ async def create_all(config: dict[str, Any]) -> dict[str, Any]:
     errors: Counter[str] = Counter()
     mutated = 0
     names = iter(range(count))
+    rate = float(config.get("rate") or 0.0)
     async with Api(credentials, connections=int(config["concurrency"]) + 4) as api:
+        began = time.monotonic()
 
         async def worker() -> None:
             nonlocal mutated
             for i in names:
+                if rate > 0:
+                    delay = began + i / rate - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
                 started = time.monotonic()
                 try:
                     pod = await api.call("POST", path, user_pod(f"{prefix}-{i:05d}"))
@@ -81,12 +92,12 @@ async def create_all(config: dict[str, Any]) -> dict[str, Any]:
                     mutated += 1
 
         cpu = _cpu()
-        began = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(int(config["concurrency"]))))
         wall = time.monotonic() - began
     return {
         "count": count,
         "concurrency": int(config["concurrency"]),
+        "rate": rate or None,
         "created": len(latencies),
         "mutated": mutated,
         "errors": dict(errors),

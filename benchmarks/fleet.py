@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from benchmarks import apimetrics, report
 from benchmarks.benchplane import BENCH_PLANE_ARGS, bench_plane, prepare_fleet
 from benchmarks.envinfo import environment
 from benchmarks.fleetreport import render
-from benchmarks.fleetsetup import ensure_namespace, put_profile_status
+from benchmarks.fleetsetup import ensure_namespace, heartbeat_round, put_profile_status
 from benchmarks.gpufleet import CHANGED_GAIN, PlannedNode, changeable, plan_node
 from benchmarks.kubeapi import Api, Credentials, bounded
 from benchmarks.nodewatch import NodeWatcher
@@ -122,20 +121,8 @@ async def change_phase(
 
 async def heartbeat_phase(api: Api, fleet: list[PlannedNode], period_s: float) -> dict[str, Any]:
     """Every profile's status again with a new heartbeat, spread over `period_s`, oldest first."""
-    started = time.monotonic()
-    gap = period_s / max(1, len(fleet))
-    tasks = []
-    for i, planned in enumerate(fleet):
-        delay = started + i * gap - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        beat = datetime.now(UTC)
-        fresh = plan_node(int(planned.name.split("-")[1]), heartbeat=beat)
-        if planned.expected != fresh.expected:  # a changed node keeps its changed gain
-            fresh = plan_node(int(planned.name.split("-")[1]), gain=CHANGED_GAIN, heartbeat=beat)
-        tasks.append(asyncio.create_task(put_profile_status(api, fresh)))
-    await asyncio.gather(*tasks)
-    return {"heartbeats": len(fleet), "period_s": round(time.monotonic() - started, 2)}
+    took = await heartbeat_round(api, fleet, period_s)
+    return {"heartbeats": len(fleet), "period_s": round(took, 2)}
 
 
 async def run_on(plane: LocalPlane, args: argparse.Namespace, work: Path) -> dict[str, Any]:

@@ -11,14 +11,16 @@ starts against a settled cluster and nothing else is writing nodes meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from benchmarks.gpufleet import PlannedNode
+from benchmarks.gpufleet import CHANGED_GAIN, PlannedNode, plan_node
 from benchmarks.kubeapi import CRDS, MERGE_PATCH, PROFILES, Api
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,3 +107,44 @@ async def ensure_namespace(api: Api, name: str, labels: dict[str, str] | None = 
         if time.monotonic() > deadline:
             raise TimeoutError(f"no default service account in {name}")
         await asyncio.sleep(0.25)
+
+
+def fresh(planned: PlannedNode) -> PlannedNode:
+    """The same node's profile with a heartbeat of now (a changed node keeps its change)."""
+    index = int(planned.name.split("-")[1])
+    beat = datetime.now(UTC)
+    again = plan_node(index, heartbeat=beat)
+    if again.expected != planned.expected:
+        again = plan_node(index, gain=CHANGED_GAIN, heartbeat=beat)
+    return again
+
+
+async def heartbeat_round(api: Api, fleet: Sequence[PlannedNode], period_s: float) -> float:
+    """Every agent publishes once, spread evenly over `period_s`, oldest first, as agents on
+    their 60 s default period do; returns the seconds it took. Cancelling it cancels the
+    updates in flight."""
+    started = time.monotonic()
+    gap = period_s / max(1, len(fleet))
+    pending: set[asyncio.Task[None]] = set()
+    try:
+        for i, planned in enumerate(fleet):
+            delay = started + i * gap - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(put_profile_status(api, fresh(planned)))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        if pending:
+            await asyncio.gather(*pending)
+    finally:
+        for task in list(pending):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*pending, return_exceptions=True)
+    return time.monotonic() - started
+
+
+async def heartbeats_forever(api: Api, fleet: Sequence[PlannedNode], period_s: float) -> None:
+    """Agents heartbeating in the background until cancelled."""
+    while True:
+        await heartbeat_round(api, fleet, period_s)

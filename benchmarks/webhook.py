@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
@@ -33,7 +34,7 @@ from typing import Any
 from benchmarks import apimetrics, hotpath, report, reviews, stats
 from benchmarks.benchplane import BENCH_PLANE_ARGS, bench_plane, prepare_fleet
 from benchmarks.envinfo import environment
-from benchmarks.fleetsetup import ensure_namespace
+from benchmarks.fleetsetup import ensure_namespace, heartbeats_forever
 from benchmarks.kubeapi import Api, Credentials
 from benchmarks.nodewatch import NodeWatcher
 from benchmarks.operatorproc import OperatorProcess, WebhookPki, write_webhook_pki
@@ -144,7 +145,8 @@ async def end_to_end(
     await ensure_namespace(api, E2E_NAMESPACE)
     config = webhook_configuration(op.webhook_url, pki.ca_pem, ["kube-system", OPERATOR_NAMESPACE])
     phases = []
-    for concurrency in args.e2e_concurrency:
+    for load in args.e2e_loads:
+        concurrency, rate = parse_load(load)
         for round_no in range(args.rounds):
             order = ("webhook", "bare") if round_no % 2 == 0 else ("bare", "webhook")
             for arm in order:
@@ -158,9 +160,10 @@ async def end_to_end(
                 creators = {
                     "kubeconfig": str(plane.kubeconfig),
                     "namespace": E2E_NAMESPACE,
-                    "prefix": f"c{concurrency}-r{round_no}-{arm}",
+                    "prefix": f"c{concurrency}-{int(rate)}-r{round_no}-{arm}",
                     "count": args.e2e_pods,
                     "concurrency": concurrency,
+                    "rate": rate,
                 }
                 result, _ = await asyncio.to_thread(run_child, "benchmarks.creators", creators)
                 result["cpu"] = window.stop()
@@ -173,6 +176,7 @@ async def end_to_end(
                 )
                 server = stats.histogram_delta(stats.histogram(op.samples(), HISTOGRAM), before_op)
                 result.update(
+                    load=load,
                     arm=arm,
                     round=round_no,
                     toggle_s=round(toggle_s, 2),
@@ -188,7 +192,7 @@ async def end_to_end(
                 phases.append(result)
                 lat = result["latency"]
                 print(
-                    f"  e2e c={concurrency} round {round_no} {arm:>7}: "
+                    f"  e2e {load_name(load):>16} round {round_no} {arm:>7}: "
                     f"{result['creates_per_s']:6.1f} creates/s p50 {lat.get('p50_ms')} "
                     f"p99 {lat.get('p99_ms')} max {lat.get('max_ms')} ms, mutated "
                     f"{result['mutated']}/{result['created']}, errors {result['errors']}",
@@ -199,11 +203,22 @@ async def end_to_end(
     return {"phases": phases, "summary": summarize_e2e(phases)}
 
 
+def parse_load(text: str) -> tuple[int, float]:
+    """ "50": 50 creators in a closed loop; "50@25": 50 creators paced to 25 pods/s in all."""
+    concurrency, _, rate = text.partition("@")
+    return int(concurrency), float(rate or 0)
+
+
+def load_name(text: str) -> str:
+    concurrency, rate = parse_load(text)
+    return f"{concurrency} creators" + (f" at {rate:g}/s" if rate else "")
+
+
 def summarize_e2e(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per concurrency: both arms pooled over rounds, and the p99 overhead per round."""
+    """Per load: both arms pooled over rounds, the p99 overhead per round, CPU per pod."""
     found = []
-    for concurrency in sorted({p["concurrency"] for p in phases}):
-        mine = [p for p in phases if p["concurrency"] == concurrency]
+    for load in dict.fromkeys(p["load"] for p in phases):
+        mine = [p for p in phases if p["load"] == load]
         pooled = {
             arm: stats.latency_summary(
                 x / 1e3 for p in mine if p["arm"] == arm for x in p["latencies_ms"]
@@ -221,9 +236,25 @@ def summarize_e2e(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "p99_overhead_ms": round(arms["webhook"]["p99_ms"] - arms["bare"]["p99_ms"], 2),
                 }
             )
+        cpu_per_pod = {
+            arm: {
+                name: round(
+                    sum(p["cpu"]["cpu_s"].get(name, 0.0) for p in mine if p["arm"] == arm)
+                    / max(1, sum(p["created"] for p in mine if p["arm"] == arm))
+                    * 1e3,
+                    3,
+                )
+                for name in mine[0]["cpu"]["cpu_s"]
+            }
+            for arm in ("webhook", "bare")
+        }
         found.append(
             {
-                "concurrency": concurrency,
+                "load": load,
+                "name": load_name(load),
+                "concurrency": parse_load(load)[0],
+                "rate": parse_load(load)[1] or None,
+                "cpu_ms_per_pod": cpu_per_pod,
                 "webhook": pooled["webhook"],
                 "bare": pooled["bare"],
                 "p50_overhead_ms": round(pooled["webhook"]["p50_ms"] - pooled["bare"]["p50_ms"], 2),
@@ -261,12 +292,24 @@ async def run_on(plane: LocalPlane, args: argparse.Namespace, work: Path) -> dic
             result["labelled_s"] = round(time.monotonic() - op.started_at, 2)
             print(f"  operator up, {args.nodes} nodes labelled", flush=True)
             result["operator_idle_after_s"] = round(await wait_idle(op.pid), 1)
-            if not args.skip_direct:
-                result["direct"] = await direct(op, pki, pids, args)
-            if args.e2e_pods > 0:
-                result["e2e"] = await end_to_end(
-                    api, plane=plane, op=op, pki=pki, pids=pids, args=args
+            beats = None
+            if args.heartbeat_s > 0:  # agents keep publishing while the webhook is measured
+                beats = asyncio.create_task(
+                    heartbeats_forever(api, prepared.nodes, args.heartbeat_s)
                 )
+                result["background_heartbeat_period_s"] = args.heartbeat_s
+            try:
+                if not args.skip_direct:
+                    result["direct"] = await direct(op, pki, pids, args)
+                if args.e2e_pods > 0:
+                    result["e2e"] = await end_to_end(
+                        api, plane=plane, op=op, pki=pki, pids=pids, args=args
+                    )
+            finally:
+                if beats is not None:
+                    beats.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await beats
             result["operator_peak_rss_mib"] = round(rss.peak / 2**20, 1)
         finally:
             rss.stop()
@@ -284,7 +327,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rates", type=float, nargs="+", default=[50, 100, 200, 400])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument("--e2e-pods", type=int, default=600, help="pods per phase; 0: skip (b)")
-    parser.add_argument("--e2e-concurrency", type=int, nargs="+", default=[50])
+    parser.add_argument(
+        "--e2e-loads",
+        nargs="+",
+        default=["50", "50@25", "10"],
+        help="creators per phase: N (closed loop) or N@R (paced to R pods/s in all)",
+    )
+    parser.add_argument(
+        "--heartbeat-s",
+        type=float,
+        default=60.0,
+        help="agents' heartbeat period in the background (0: none)",
+    )
     parser.add_argument("--skip-direct", action="store_true", help="only the end-to-end part")
     parser.add_argument("--hotpath-rounds", type=int, default=2000, help="in-process reviews")
     parser.add_argument("--timeout-s", type=float, default=600.0)

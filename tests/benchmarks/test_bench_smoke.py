@@ -47,15 +47,17 @@ def test_fleet_benchmark_runs(tmp_path: Path) -> None:
 
 def test_webhook_benchmark_runs(tmp_path: Path) -> None:
     argv = ["--nodes", "18", "--rounds", "1", "--step-s", "1", "--rates", "50"]
-    argv += ["--concurrency", "2", "--e2e-pods", "20", "--e2e-concurrency", "5"]
-    argv += ["--hotpath-rounds", "20"]
+    argv += ["--concurrency", "2", "--e2e-pods", "20", "--e2e-loads", "5", "5@20"]
+    argv += ["--hotpath-rounds", "20", "--heartbeat-s", "3"]
     assert webhook.main([*argv, "--out", str(tmp_path)]) == 0
     result = _only(tmp_path, "webhook")
     steps = result["direct"]["steps"]  # type: ignore[index]
     assert [s["name"] for s in steps] == ["open 50/s", "closed c=2"]
     assert all(s["error_count"] == 0 and s["ok"] > 0 for s in steps)
     phases = result["e2e"]["phases"]  # type: ignore[index]
-    assert {p["arm"] for p in phases} == {"webhook", "bare"}
+    assert {(p["load"], p["arm"]) for p in phases} == {
+        (load, arm) for load in ("5", "5@20") for arm in ("webhook", "bare")
+    }
     for phase in phases:
         assert phase["created"] == 20
         assert phase["mutated"] == (20 if phase["arm"] == "webhook" else 0)
