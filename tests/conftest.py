@@ -9,6 +9,8 @@ every component log is attached to its report.
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,6 +24,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from maxtune.localplane import LocalPlane, kwok_node_model, wait_for, wait_node_ready
+from tests.fuzz.budget import TALLY
 
 # The session's plane, for the report hook (set while the `plane` fixture is live).
 _session: dict[str, LocalPlane] = {}
@@ -134,3 +137,31 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed and plane_used and live is not None:
         report.sections.append(("local plane logs (tails)", live.format_log_tails()))
     return report
+
+
+# ------------------------------------------------------------------ fuzz tally
+# Each xdist worker counts its own fuzz inputs (tests/fuzz/budget.py) and hands the counts
+# to the controller when it finishes; the controller (or a plain run) prints the sum.
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["fuzz_tally"] = dict(TALLY)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    TALLY.update(getattr(node, "workeroutput", {}).get("fuzz_tally", {}))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not TALLY or getattr(terminalreporter.config, "workeroutput", None) is not None:
+        return
+    terminalreporter.section("fuzz inputs tried")
+    for what, n in sorted(TALLY.items()):
+        terminalreporter.write_line(f"{n:>9,}  {what}")
+    terminalreporter.write_line(f"{sum(TALLY.values()):>9,}  in all")
+    report = os.environ.get("MAXTUNE_FUZZ_REPORT")
+    if report:
+        Path(report).write_text(json.dumps(dict(sorted(TALLY.items())), indent=2) + "\n")

@@ -136,7 +136,9 @@ def test_sigkill_mid_reconcile_then_restart_ends_right_with_bounded_writes(
         return [p["metadata"]["name"] for p in items if p["metadata"]["name"] in gone_nodes]
 
     opplane.eventually(lambda: orphans_left() == [], "orphaned profiles collected", timeout_s=30)
-    assert restarted.metric("maxtune_orphan_profiles_deleted_total") == len(gone_nodes)
+    # At least ours: the plane is shared, and profiles other modules left without a node are
+    # orphans to this operator too (which of them exist depends on the order tests ran in).
+    assert restarted.metric("maxtune_orphan_profiles_deleted_total") >= len(gone_nodes)
     print(
         f"killed after {written:.0f} of {NODES_WITH_WORK} writes; {len(differing)} nodes "
         f"differed at restart; converged {took:.1f}s after the restart with "

@@ -1,13 +1,7 @@
-"""The fuzz tally at the end of the session (see budget.py), and the operator fixtures the
-wire tests share with the fault tests."""
+"""The operator fixtures the wire tests share with the fault tests (the fuzz tally is printed
+by tests/conftest.py, which the xdist controller loads too)."""
 
 from __future__ import annotations
-
-import json
-import os
-from pathlib import Path
-
-import pytest
 
 from tests.faults.conftest import (  # noqa: F401 - fixtures, used by name
     agent_crds,
@@ -16,16 +10,3 @@ from tests.faults.conftest import (  # noqa: F401 - fixtures, used by name
     operators,
     webhook_pki,
 )
-from tests.fuzz.budget import TALLY
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not TALLY:
-        return
-    terminalreporter.section("fuzz inputs tried")
-    for what, n in sorted(TALLY.items()):
-        terminalreporter.write_line(f"{n:>9,}  {what}")
-    terminalreporter.write_line(f"{sum(TALLY.values()):>9,}  in all")
-    report = os.environ.get("MAXTUNE_FUZZ_REPORT")
-    if report:
-        Path(report).write_text(json.dumps(dict(sorted(TALLY.items())), indent=2) + "\n")
