@@ -110,6 +110,42 @@ def test_restart_keeps_and_refreshes_the_published_profile(
     assert [g.measurements for g in after.gpus] == [g.measurements for g in before.gpus]
 
 
+def test_heartbeats_patch_only_the_heartbeat_and_a_hand_edit_is_written_over(
+    k8s: ApiClient, sim_node: tuple[str, Path]
+) -> None:
+    name, fleet = sim_node
+    objects = client.CustomObjectsApi(k8s)
+    sink = KubeSink(k8s)
+    agent = Agent(node=name, backend=SimulationBackend(fleet, name), sink=sink)
+    agent.tick(block=True)
+    first = objects.get_cluster_custom_object(GROUP, VERSION, PROFILE_PLURAL, name)
+    time.sleep(1.1)  # heartbeats have one-second resolution
+    agent.tick(block=True)
+    second = objects.get_cluster_custom_object(GROUP, VERSION, PROFILE_PLURAL, name)
+    assert sink.writes == {"status": 1, "heartbeat": 1}
+    assert second["status"]["heartbeatTime"] > first["status"]["heartbeatTime"]
+    assert {k: v for k, v in second["status"].items() if k != "heartbeatTime"} == {
+        k: v for k, v in first["status"].items() if k != "heartbeatTime"
+    }
+
+    # Someone else rewrites the status: the conditional patch is refused (409) and the
+    # agent sends its whole status again.
+    edited = dict(second)
+    edited["status"] = {**second["status"], "resources": []}
+    objects.replace_cluster_custom_object_status(GROUP, VERSION, PROFILE_PLURAL, name, edited)
+    agent.tick(block=True)
+    third = objects.get_cluster_custom_object(GROUP, VERSION, PROFILE_PLURAL, name)
+    assert sink.writes == {"status": 2, "heartbeat": 1}
+    assert third["status"]["resources"] == first["status"]["resources"]
+
+    # The profile deleted (no finalizers: gone at once): the patch finds nothing (404) and
+    # the agent creates it again.
+    objects.delete_cluster_custom_object(GROUP, VERSION, PROFILE_PLURAL, name)
+    agent.tick(block=True)
+    assert sink.writes == {"status": 3, "heartbeat": 1}
+    assert read_profile(k8s, name).status is not None
+
+
 def _agent_identity(k8s: ApiClient, plane: LocalPlane) -> Iterator[ApiClient]:
     core = client.CoreV1Api(k8s)
     rbac = client.RbacAuthorizationV1Api(k8s)

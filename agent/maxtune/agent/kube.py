@@ -11,6 +11,7 @@ not need the `kubernetes` package at all.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any, Final
 
 from kubernetes import client, config
@@ -18,11 +19,13 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from maxtune.agent.publish import PublishError, readable_profile
+from maxtune.cli.version import VERSION as MAXTUNE_VERSION
 from maxtune.contract.models import AutotunePolicy, GPUNodeProfile, PolicySpec, ProfileStatus
 from maxtune.contract.names import GROUP, POLICY_PLURAL, PROFILE_PLURAL, VERSION
 from maxtune.contract.policy import cluster_policy
 
 REQUEST_TIMEOUT: Final = (3.0, 10.0)  # connect, read (seconds)
+MERGE_PATCH: Final = "application/merge-patch+json"
 
 
 def _body(status: ProfileStatus) -> dict[str, Any]:
@@ -30,12 +33,24 @@ def _body(status: ProfileStatus) -> dict[str, Any]:
 
 
 class KubeSink:
-    """The node's GPUNodeProfile through the real API server."""
+    """The node's GPUNodeProfile through the real API server.
+
+    Most rounds change nothing but the heartbeat. Those send one merge patch of
+    `status.heartbeatTime`, conditional on the resourceVersion of this sink's own last
+    write, instead of a GET and a PUT of the whole status: half the requests, and 10-20%
+    less API server CPU per heartbeat (measured with 400 profiles: 12.7-14.0 ms for
+    GET+PUT, 11.2-11.5 ms for the patch; docs/benchmarks/webhook.md). Anyone else's
+    write in between (409) or a deleted profile (404) sends the whole status again, so
+    a hand edit never outlives the next round.
+    """
 
     def __init__(self, api_client: Any) -> None:
 
         self._api = client.CustomObjectsApi(api_client)
         self._host = str(getattr(api_client.configuration, "host", "?"))
+        self._written: dict[str, Any] | None = None  # our last status, heartbeat aside
+        self._version: str | None = None  # the resourceVersion our last write produced
+        self.writes: Counter[str] = Counter()  # "status" / "heartbeat": the path each took
 
     @property
     def description(self) -> str:
@@ -67,7 +82,9 @@ class KubeSink:
                 retry=False,
             ) from None
         configuration.retries = 0  # our Backoff decides
-        return cls(client.ApiClient(configuration))
+        api_client = client.ApiClient(configuration)
+        api_client.user_agent = f"maxtune-agent/{MAXTUNE_VERSION}"  # named in audit logs
+        return cls(api_client)
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
 
@@ -101,6 +118,50 @@ class KubeSink:
 
     def write(self, node: str, status: ProfileStatus) -> None:
 
+        body = _body(status)
+        steady = {k: v for k, v in body.items() if k != "heartbeatTime"}
+        if steady == self._written and self._heartbeat(node, body.get("heartbeatTime")):
+            self.writes["heartbeat"] += 1
+            return
+        self._written = self._version = None
+        self._version = self._write_status(node, body)
+        self._written = steady
+        self.writes["status"] += 1
+
+    def _heartbeat(self, node: str, beat: object) -> bool:
+        """Only the heartbeat moved: patch it if our last write is still the latest."""
+        if self._version is None or beat is None:
+            return False
+        patch = {"metadata": {"resourceVersion": self._version}, "status": {"heartbeatTime": beat}}
+        try:
+            obj = self._api.patch_cluster_custom_object_status(
+                GROUP,
+                VERSION,
+                PROFILE_PLURAL,
+                node,
+                patch,
+                _content_type=MERGE_PATCH,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):  # gone, or written by someone else since
+                return False
+            retry = exc.status in (429,) or (exc.status or 0) >= 500
+            raise PublishError(
+                f"patch gpunodeprofile {node} heartbeat: HTTP {exc.status}: {_api_message(exc)}",
+                retry=retry,
+            ) from None
+        except (HTTPError, OSError) as exc:
+            raise PublishError(
+                f"patch gpunodeprofile {node} heartbeat: API server unreachable: "
+                f"{type(exc).__name__}",
+                retry=True,
+            ) from None
+        self._version = _resource_version(obj)
+        return self._version is not None
+
+    def _write_status(self, node: str, body: dict[str, Any]) -> str | None:
+        """GET (or create) the profile and PUT the whole status; the new resourceVersion."""
         try:
             obj = self._call(
                 f"get gpunodeprofile {node}",
@@ -111,7 +172,7 @@ class KubeSink:
                 node,
             )
         except ApiException:  # 404: first publish from this node
-            body = {
+            new = {
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": "GPUNodeProfile",
                 "metadata": {"name": node, "labels": {"app.kubernetes.io/managed-by": "maxtune"}},
@@ -124,15 +185,15 @@ class KubeSink:
                     GROUP,
                     VERSION,
                     PROFILE_PLURAL,
-                    body,
+                    new,
                 )
             except ApiException as exc:  # pragma: no cover - 404 on create means no CRD
                 raise PublishError(
                     "the GPUNodeProfile CRD is not installed (create answered 404)", retry=True
                 ) from exc
-        obj["status"] = _body(status)
+        obj["status"] = body
         try:
-            self._call(
+            written = self._call(
                 f"update gpunodeprofile {node} status",
                 self._api.replace_cluster_custom_object_status,
                 GROUP,
@@ -143,6 +204,7 @@ class KubeSink:
             )
         except ApiException as exc:  # deleted between get and replace
             raise PublishError(f"profile {node} vanished while updating", retry=True) from exc
+        return _resource_version(written)
 
     def policy(self) -> PolicySpec | None:
 
@@ -163,6 +225,12 @@ class KubeSink:
             except ValueError:
                 continue  # the API server validated it; a newer schema we do not know
         return cluster_policy(policies).spec
+
+
+def _resource_version(obj: object) -> str | None:
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    version = meta.get("resourceVersion") if isinstance(meta, dict) else None
+    return version if isinstance(version, str) and version else None
 
 
 def _api_message(exc: Any) -> str:
