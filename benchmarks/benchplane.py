@@ -26,9 +26,10 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from benchmarks import apimetrics
+from benchmarks import apimetrics, nodeaudit
 from benchmarks.fleetsetup import create_fleet, install_crds, wait_settled
 from benchmarks.gpufleet import PlannedNode, plan_node
 from benchmarks.kubeapi import Api
@@ -46,8 +47,12 @@ BENCH_PLANE_ARGS: dict[str, list[str]] = {
 }
 
 
-def bench_plane() -> LocalPlane:
-    return LocalPlane(extra_args=BENCH_PLANE_ARGS)
+def bench_plane(audit: Path | None = None) -> LocalPlane:
+    """The tuned plane; with `audit`, the API server logs node writes there (nodeaudit)."""
+    args = dict(BENCH_PLANE_ARGS)
+    if audit is not None:
+        args["kube-apiserver"] = nodeaudit.apiserver_args(audit)
+    return LocalPlane(extra_args=args)
 
 
 @dataclass

@@ -38,6 +38,7 @@ from benchmarks.fleetreport import render
 from benchmarks.fleetsetup import ensure_namespace, heartbeat_round, put_profile_status
 from benchmarks.gpufleet import CHANGED_GAIN, PlannedNode, changeable, plan_node
 from benchmarks.kubeapi import Api, Credentials, bounded
+from benchmarks.nodeaudit import NodeAudit, operator_writes
 from benchmarks.nodewatch import NodeWatcher
 from benchmarks.operatorproc import OperatorProcess, write_webhook_pki
 from benchmarks.procstat import CpuWindow, RssSampler, load_average
@@ -51,14 +52,22 @@ NAMESPACE = "maxtune-system"
 class Phase:
     """Counters before a phase; `finish()` gives what the phase did."""
 
-    def __init__(self, api: Api, op: OperatorProcess, watcher: NodeWatcher, pids: dict[str, int]):
-        self.api, self.op, self.watcher = api, op, watcher
+    def __init__(
+        self,
+        api: Api,
+        op: OperatorProcess,
+        watcher: NodeWatcher,
+        pids: dict[str, int],
+        audit: NodeAudit,
+    ):
+        self.api, self.op, self.watcher, self.audit = api, op, watcher, audit
         self.window = CpuWindow(pids)
 
     async def begin(self) -> Phase:
         self.patches = apimetrics.node_writes(await apimetrics.scrape(self.api))
         self.writes = self.op.metric(LABEL_WRITES) if self.op.proc is not None else 0.0
         self.watcher.reset_counts()
+        self.audit.mark()
         self.window.start()
         self.started = time.monotonic()
         return self
@@ -67,7 +76,10 @@ class Phase:
         await asyncio.sleep(settle_s)  # writes that come late still count
         cpu = self.window.stop()
         after = apimetrics.node_writes(await apimetrics.scrape(self.api))
+        by_writer = self.audit.since_mark()
         return {
+            "node_writes_by_writer": by_writer,
+            "operator_node_writes_audit": operator_writes(by_writer),
             "label_writes_operator_metric": int(self.op.metric(LABEL_WRITES) - self.writes),
             "node_writes_apiserver": apimetrics.delta(after, self.patches),
             "watch": self.watcher.change_summary(nodes),
@@ -125,7 +137,9 @@ async def heartbeat_phase(api: Api, fleet: list[PlannedNode], period_s: float) -
     return {"heartbeats": len(fleet), "period_s": round(took, 2)}
 
 
-async def run_on(plane: LocalPlane, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+async def run_on(
+    plane: LocalPlane, args: argparse.Namespace, work: Path, audit: NodeAudit
+) -> dict[str, Any]:
     credentials = Credentials.from_kubeconfig(plane.kubeconfig)
     result: dict[str, Any] = {
         "benchmark": "fleet",
@@ -147,14 +161,14 @@ async def run_on(plane: LocalPlane, args: argparse.Namespace, work: Path) -> dic
         pids = {**plane.pids(), "driver": os.getpid()}
         rss: list[RssSampler] = []
         try:
-            phase = await Phase(api, op, watcher, pids).begin()
+            phase = await Phase(api, op, watcher, pids, audit).begin()
             start = await start_phase(op, watcher, phase, rss, args.timeout_s)
             start.update(await phase.finish(args.nodes, args.settle_s))
             start["peak_rss_mib"] = round(rss[0].peak / MIB, 1)
             result["start"] = start
             print(f"  start: {_line(start)}", flush=True)
 
-            phase = await Phase(api, op, watcher, {**pids, "operator": op.pid}).begin()
+            phase = await Phase(api, op, watcher, {**pids, "operator": op.pid}, audit).begin()
             change = await change_phase(api, watcher, fleet, args.timeout_s)
             change.update(await phase.finish(args.nodes, args.settle_s))
             change["peak_rss_mib"] = round(rss[0].peak / MIB, 1)
@@ -162,7 +176,7 @@ async def run_on(plane: LocalPlane, args: argparse.Namespace, work: Path) -> dic
             print(f"  change: {_line(change)}", flush=True)
 
             if args.heartbeat_s > 0:
-                phase = await Phase(api, op, watcher, {**pids, "operator": op.pid}).begin()
+                phase = await Phase(api, op, watcher, {**pids, "operator": op.pid}, audit).begin()
                 beats = await heartbeat_phase(api, fleet, args.heartbeat_s)
                 beats.update(await phase.finish(args.nodes, args.settle_s))
                 beats["peak_rss_mib"] = round(rss[0].peak / MIB, 1)
@@ -186,6 +200,7 @@ def _line(phase: dict[str, Any]) -> str:
     keys = ("ready_s", "all_labels_right_s", "converged_s", "label_writes_operator_metric")
     shown = {k: phase[k] for k in keys if k in phase}
     shown["patches"] = phase["node_writes_apiserver"]
+    shown["by_writer"] = phase["node_writes_by_writer"]
     shown["max_changes_per_node"] = phase["watch"]["max_per_node"]
     shown["operator_cpu_s"] = phase["cpu"]["cpu_s"].get("operator")
     shown["peak_rss_mib"] = phase["peak_rss_mib"]
@@ -205,8 +220,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     print(f"fleet benchmark: {args.nodes} nodes", flush=True)
-    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as folder, bench_plane() as plane:
-        result = asyncio.run(run_on(plane, args, Path(folder)))
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-fleet-") as folder,
+        bench_plane(audit=Path(folder) / "audit") as plane,
+    ):
+        audit = NodeAudit(Path(folder) / "audit" / "audit.log")
+        result = asyncio.run(run_on(plane, args, Path(folder), audit))
     path = report.write_json("fleet", result, args.out)
     page = report.update_markdown("fleet", "Fleet benchmark: 2,000 GPU nodes", render, args.out)
     print(f"wrote {path} and {page}", flush=True)

@@ -39,6 +39,9 @@ def test_fleet_benchmark_runs(tmp_path: Path) -> None:
     assert isinstance(start, dict) and isinstance(change, dict)
     assert start["label_writes_operator_metric"] == 18
     assert start["watch"]["nodes_changed"] == 18
+    # the API server's audit log names the operator's client as the writer of every label
+    assert start["operator_node_writes_audit"] == 18
+    assert change["operator_node_writes_audit"] == 1
     assert change["changed_profiles"] == 1
     assert result["heartbeats"]["label_writes_operator_metric"] == 0  # type: ignore[index]
     page = (tmp_path / "fleet.md").read_text()
