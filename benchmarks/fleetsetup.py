@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.gpufleet import CHANGED_GAIN, PlannedNode, plan_node
+from benchmarks.gpufleet import PlannedNode
 from benchmarks.kubeapi import CRDS, MERGE_PATCH, PROFILES, Api
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,14 +109,16 @@ async def ensure_namespace(api: Api, name: str, labels: dict[str, str] | None = 
         await asyncio.sleep(0.25)
 
 
-def fresh(planned: PlannedNode) -> PlannedNode:
-    """The same node's profile with a heartbeat of now (a changed node keeps its change)."""
-    index = int(planned.name.split("-")[1])
-    beat = datetime.now(UTC)
-    again = plan_node(index, heartbeat=beat)
-    if again.expected != planned.expected:
-        again = plan_node(index, gain=CHANGED_GAIN, heartbeat=beat)
-    return again
+async def put_heartbeat(api: Api, planned: PlannedNode) -> None:
+    """What an agent sends when nothing but the heartbeat changed (maxtune.agent.kube):
+    a merge patch of `status.heartbeatTime` alone."""
+    beat = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    await api.call(
+        "PATCH",
+        f"{PROFILES}/{planned.name}/status",
+        {"status": {"heartbeatTime": beat}},
+        content_type=MERGE_PATCH,
+    )
 
 
 async def heartbeat_round(api: Api, fleet: Sequence[PlannedNode], period_s: float) -> float:
@@ -131,7 +133,7 @@ async def heartbeat_round(api: Api, fleet: Sequence[PlannedNode], period_s: floa
             delay = started + i * gap - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            task = asyncio.create_task(put_profile_status(api, fresh(planned)))
+            task = asyncio.create_task(put_heartbeat(api, planned))
             pending.add(task)
             task.add_done_callback(pending.discard)
         if pending:
