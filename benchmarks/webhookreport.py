@@ -229,20 +229,26 @@ def _targets(results: list[dict[str, Any]]) -> list[str]:
                 f"{max(p99s) / TARGET_P99_MS:.0%} of the budget)",
             ]
         )
+    # Judged on the worst round, not the pooled figure: on 2 cores the bare arm's own p99
+    # moves by hundreds of ms between rounds, and a pooled overhead can hide a bad round.
     by_load: dict[str, list[float]] = defaultdict(list)
+    rounds: dict[str, list[float]] = defaultdict(list)
     names: dict[str, str] = {}
     for r in results:
         for summary in (r.get("e2e") or {}).get("summary", []):
             if summary["concurrency"] == TARGET_CREATORS:
                 by_load[summary["load"]].append(summary["p99_overhead_ms"])
+                rounds[summary["load"]] += [x["p99_overhead_ms"] for x in summary["per_round"]]
                 names[summary["load"]] = summary["name"]
     for load, overheads in by_load.items():
+        worst = max(rounds[load] or overheads)
         rows.append(
             [
                 f"end-to-end p99 overhead ≤ {TARGET_OVERHEAD_MS:g} ms, {names[load]}",
-                spread(overheads, " ms", 1),
-                ("**met**" if max(overheads) <= TARGET_OVERHEAD_MS else "**missed**")
-                + f" (worst {max(overheads):+.1f} ms)",
+                f"pooled {spread(overheads, ' ms', 1)}; per round "
+                f"{min(rounds[load]):+.1f} to {max(rounds[load]):+.1f} ms",
+                ("**met**" if worst <= TARGET_OVERHEAD_MS else "**missed**")
+                + f" (worst round {worst:+.1f} ms)",
             ]
         )
     if not rows:
