@@ -132,7 +132,7 @@ async def change_phase(
 
 
 async def heartbeat_phase(api: Api, fleet: list[PlannedNode], period_s: float) -> dict[str, Any]:
-    """Every profile's status again with a new heartbeat, spread over `period_s`, oldest first."""
+    """Every agent heartbeats once (a patch of status.heartbeatTime), spread over `period_s`."""
     took = await heartbeat_round(api, fleet, period_s)
     return {"heartbeats": len(fleet), "period_s": round(took, 2)}
 
