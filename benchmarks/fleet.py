@@ -7,7 +7,8 @@ Phases, one plane, one operator process:
    quiet); `maxtune operator` starts. Measured: time to ready, to the first
    label, to every node carrying exactly its expected labels (from the
    contract code, not the operator); label writes three ways (the operator's
-   counter, the API server's PATCH counter, label changes seen on a watch).
+   counter, the API server's audit log of node writes by writer, label changes
+   seen on a watch), and the API server's PATCH counter beside them.
 2. change: 10% of the profiles report a measured gain below the minimum, so
    their nodes' recommended mode becomes `default`. Same measurements, from
    the first changed profile sent.
