@@ -38,8 +38,8 @@ class KubeSink:
     Most rounds change nothing but the heartbeat. Those send one merge patch of
     `status.heartbeatTime`, conditional on the resourceVersion of this sink's own last
     write, instead of a GET and a PUT of the whole status: half the requests, and 10-20%
-    less API server CPU per heartbeat (measured with 400 profiles: 12.7-14.0 ms for
-    GET+PUT, 11.2-11.5 ms for the patch; docs/benchmarks/webhook.md). Anyone else's
+    less API server CPU per heartbeat (`benchmarks.heartbeatcost`, figures in
+    docs/benchmarks/webhook.md). Anyone else's
     write in between (409) or a deleted profile (404) sends the whole status again, so
     a hand edit never outlives the next round.
     """
