@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from benchmarks import fleet, webhook
+from benchmarks import fleet, heartbeatcost, webhook
 from benchmarks.benchplane import BENCH_PLANE_ARGS
 
 pytestmark = [pytest.mark.plane, pytest.mark.slow]
@@ -74,3 +74,12 @@ def test_bench_plane_passes_its_flags() -> None:
         for name, flags in BENCH_PLANE_ARGS.items():
             cmdline = psutil.Process(plane.pids()[name]).cmdline()
             assert all(flag in cmdline for flag in flags), (name, cmdline)
+
+
+def test_heartbeat_cost_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--profiles", "3", "--rate", "10", "--seconds", "0.5", "--rounds", "1"]
+    assert heartbeatcost.main(argv) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "per heartbeat" in line]
+    assert [line.split("kube-apiserver")[0].split(maxsplit=2)[2].strip() for line in lines] == list(
+        heartbeatcost.WAYS
+    )
