@@ -86,12 +86,15 @@ class KubeSink:
         api_client.user_agent = f"maxtune-agent/{MAXTUNE_VERSION}"  # named in audit logs
         return cls(api_client)
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-
+    def _call(
+        self, what: str, fn: Any, *args: Any, passthrough: tuple[int, ...] = (404,), **kwargs: Any
+    ) -> Any:
+        """`fn` with our timeout; answers in `passthrough` come back as ApiException, every
+        other failure as a PublishError that says what was tried and whether to retry."""
         try:
             return fn(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
         except ApiException as exc:
-            if exc.status == 404:
+            if exc.status in passthrough:
                 raise
             retry = exc.status in (409, 429) or (exc.status or 0) >= 500
             detail = _api_message(exc)
@@ -134,29 +137,19 @@ class KubeSink:
             return False
         patch = {"metadata": {"resourceVersion": self._version}, "status": {"heartbeatTime": beat}}
         try:
-            obj = self._api.patch_cluster_custom_object_status(
+            obj = self._call(
+                f"patch gpunodeprofile {node} heartbeat",
+                self._api.patch_cluster_custom_object_status,
                 GROUP,
                 VERSION,
                 PROFILE_PLURAL,
                 node,
                 patch,
+                passthrough=(404, 409),
                 _content_type=MERGE_PATCH,
-                _request_timeout=REQUEST_TIMEOUT,
             )
-        except ApiException as exc:
-            if exc.status in (404, 409):  # gone, or written by someone else since
-                return False
-            retry = exc.status in (429,) or (exc.status or 0) >= 500
-            raise PublishError(
-                f"patch gpunodeprofile {node} heartbeat: HTTP {exc.status}: {_api_message(exc)}",
-                retry=retry,
-            ) from None
-        except (HTTPError, OSError) as exc:
-            raise PublishError(
-                f"patch gpunodeprofile {node} heartbeat: API server unreachable: "
-                f"{type(exc).__name__}",
-                retry=True,
-            ) from None
+        except ApiException:  # gone, or written by someone else since
+            return False
         self._version = _resource_version(obj)
         return self._version is not None
 
