@@ -22,60 +22,14 @@ import aiohttp
 
 from benchmarks.creators import DECISION, user_pod
 from benchmarks.kubeapi import WEBHOOKS, Api
+from maxtune.operator import registration
 
 CONFIG_NAME = "maxtune-bench"
 
 
 def webhook_configuration(url: str, ca_pem: bytes, excluded: list[str]) -> dict[str, Any]:
-    common = {
-        "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_pem).decode()},
-        "rules": [
-            {
-                "apiGroups": [""],
-                "apiVersions": ["v1"],
-                "operations": ["CREATE"],
-                "resources": ["pods"],
-                "scope": "Namespaced",
-            }
-        ],
-        "failurePolicy": "Ignore",
-        "sideEffects": "None",
-        "timeoutSeconds": 2,
-        "admissionReviewVersions": ["v1"],
-        "matchPolicy": "Equivalent",
-        "reinvocationPolicy": "IfNeeded",
-    }
-    not_excluded = {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": excluded}
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": CONFIG_NAME},
-        "webhooks": [
-            {
-                "name": "pod-opt-in.webhook.maxtune.io",
-                **common,
-                "namespaceSelector": {"matchExpressions": [not_excluded]},
-                "objectSelector": {"matchLabels": {"maxtune.io/inject": "true"}},
-            },
-            {
-                "name": "namespace-opt-in.webhook.maxtune.io",
-                **common,
-                "namespaceSelector": {
-                    "matchLabels": {"maxtune.io/inject": "enabled"},
-                    "matchExpressions": [not_excluded],
-                },
-                "objectSelector": {
-                    "matchExpressions": [
-                        {
-                            "key": "maxtune.io/inject",
-                            "operator": "NotIn",
-                            "values": ["true", "false"],
-                        }
-                    ]
-                },
-            },
-        ],
-    }
+    """The operator's own URL registration, with a 2 s timeout (the chart's is 3 s)."""
+    return registration.webhook_configuration(CONFIG_NAME, url, ca_pem, excluded, timeout_seconds=2)
 
 
 async def set_webhook(

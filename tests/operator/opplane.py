@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from maxtune.localplane import wait_for
 from maxtune.localplane.process import free_port
+from maxtune.operator import registration
 from maxtune.operator.kube import Kube, KubeError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,58 +158,8 @@ def webhook_configuration(
     name: str, port: int, ca_pem: bytes, excluded: list[str]
 ) -> dict[str, Any]:
     """Shaped like the chart's: one entry per opt-in path, both failing open."""
-    common = {
-        "clientConfig": {
-            "url": f"https://127.0.0.1:{port}/mutate",
-            "caBundle": base64.b64encode(ca_pem).decode(),
-        },
-        "rules": [
-            {
-                "apiGroups": [""],
-                "apiVersions": ["v1"],
-                "operations": ["CREATE"],
-                "resources": ["pods"],
-                "scope": "Namespaced",
-            }
-        ],
-        "failurePolicy": "Ignore",
-        "sideEffects": "None",
-        "timeoutSeconds": 3,
-        "admissionReviewVersions": ["v1"],
-        "matchPolicy": "Equivalent",
-        "reinvocationPolicy": "IfNeeded",
-    }
-    not_excluded = {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": excluded}
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": [
-            {
-                "name": "pod-opt-in.webhook.maxtune.io",
-                **common,
-                "namespaceSelector": {"matchExpressions": [not_excluded]},
-                "objectSelector": {"matchLabels": {"maxtune.io/inject": "true"}},
-            },
-            {
-                "name": "namespace-opt-in.webhook.maxtune.io",
-                **common,
-                "namespaceSelector": {
-                    "matchLabels": {"maxtune.io/inject": "enabled"},
-                    "matchExpressions": [not_excluded],
-                },
-                "objectSelector": {
-                    "matchExpressions": [
-                        {
-                            "key": "maxtune.io/inject",
-                            "operator": "NotIn",
-                            "values": ["true", "false"],
-                        }
-                    ]
-                },
-            },
-        ],
-    }
+    url = f"https://127.0.0.1:{port}/mutate"
+    return registration.webhook_configuration(name, url, ca_pem, excluded)
 
 
 # ---------------------------------------------------------------- objects
