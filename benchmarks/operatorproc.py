@@ -16,40 +16,21 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.promtext import Samples, parse
-from maxtune.localplane.certs import issue, make_ca
+from maxtune.localplane.certs import ServingPki, write_serving_pki
 from maxtune.localplane.process import free_port
 
 MAXTUNE = Path(sys.executable).parent / "maxtune"
 
 
-@dataclass(frozen=True, slots=True)
-class WebhookPki:
-    ca_cert: Path
-    cert: Path
-    key: Path
-
-    @property
-    def ca_pem(self) -> bytes:
-        return self.ca_cert.read_bytes()
+WebhookPki = ServingPki
 
 
 def write_webhook_pki(folder: Path) -> WebhookPki:
     """A CA and a serving certificate for 127.0.0.1 (ECDSA P-256, as the chart's are)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ca = make_ca("maxtune-bench-webhook-ca", days=2)
-    leaf = issue(
-        ca, "maxtune-webhook", dns_names=["localhost"], ip_addresses=["127.0.0.1"], server=True
-    )
-    pki = WebhookPki(folder / "ca.crt", folder / "tls.crt", folder / "tls.key")
-    pki.ca_cert.write_bytes(ca.cert_pem)
-    pki.cert.write_bytes(leaf.cert_pem)
-    pki.key.touch(mode=0o600)
-    pki.key.write_bytes(leaf.key_pem)
-    return pki
+    return write_serving_pki(folder)
 
 
 class OperatorProcess:

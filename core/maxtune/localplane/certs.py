@@ -232,3 +232,35 @@ def write_pki(folder: Path) -> PkiFiles:
         clients=clients,
         ca=ca,
     )
+
+
+@dataclass(frozen=True)
+class ServingPki:
+    """A CA and a serving certificate for a process on 127.0.0.1 (a webhook under test)."""
+
+    ca_cert: Path
+    cert: Path
+    key: Path
+
+    @property
+    def ca_pem(self) -> bytes:
+        return self.ca_cert.read_bytes()
+
+
+def write_serving_pki(
+    folder: Path, *, ca: CertKey | None = None, common_name: str = "maxtune-webhook", days: int = 2
+) -> ServingPki:
+    """CA (a new one unless given) and a serving certificate for 127.0.0.1 and localhost, as PEM
+    files in `folder` (key mode 0600): what the operator's webhook serves in tests and
+    benchmarks, ECDSA P-256 as the chart's certificates are."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = ca or make_ca("maxtune-webhook-ca", days=days)
+    leaf = issue(
+        ca, common_name, dns_names=["localhost"], ip_addresses=["127.0.0.1"], server=True, days=days
+    )
+    pki = ServingPki(folder / "ca.crt", folder / "tls.crt", folder / "tls.key")
+    pki.ca_cert.write_bytes(ca.cert_pem)
+    pki.cert.write_bytes(leaf.cert_pem)
+    pki.key.touch(mode=0o600)
+    pki.key.write_bytes(leaf.key_pem)
+    return pki
