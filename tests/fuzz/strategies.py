@@ -56,6 +56,28 @@ finite_json_values = st.recursive(
 )
 
 
+def paths(
+    value: Any, prefix: tuple[Any, ...] = (), *, items: int | None = None
+) -> list[tuple[Any, ...]]:
+    """Every key path inside `value` (dict keys and list indexes; only the first `items` of
+    each list when given), for strategies that replace one value somewhere in a document."""
+    found = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found.extend(paths(item, (*prefix, key), items=items))
+    elif isinstance(value, list):
+        for index, item in enumerate(value[:items]):
+            found.extend(paths(item, (*prefix, index), items=items))
+    return found
+
+
+def parent_of(value: Any, path: tuple[Any, ...]) -> Any:
+    """The container that holds `path[-1]`."""
+    for key in path[:-1]:
+        value = value[key]
+    return value
+
+
 def nested(depth: int) -> Any:
     """A list `depth` levels deep, with a dict at every tenth level."""
     value: Any = "bottom"

@@ -26,7 +26,7 @@ from maxtune.contract.models import AutotunePolicy
 from maxtune.contract.policy import cluster_policy, torch_rule
 from tests.faults.procs import MODELS
 from tests.fuzz.budget import count, examples
-from tests.fuzz.strategies import json_values, texts
+from tests.fuzz.strategies import json_values, parent_of, paths, texts
 
 VALID: dict[str, Any] = {
     "name": "fuzz",
@@ -64,17 +64,6 @@ name_patterns = st.one_of(st.sampled_from(PATTERNS), texts)
 values = st.one_of(json_values, name_patterns, st.integers(-5, 200_001))
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found.extend(_paths(item, (*prefix, key)))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found.extend(_paths(item, (*prefix, index)))
-    return found
-
-
 @st.composite
 def fleets(draw: st.DrawFn) -> str:
     """YAML text: the valid fleet with a few values replaced, or odd YAML altogether."""
@@ -101,10 +90,8 @@ def fleets(draw: st.DrawFn) -> str:
     if draw(st.booleans()):  # the replicated node's name pattern is expanded with str.format
         fleet["nodes"][1]["name"] = draw(name_patterns)
     for _ in range(draw(st.integers(0, 3))):
-        path = draw(st.sampled_from(_paths(fleet)))
-        parent = fleet
-        for key in path[:-1]:
-            parent = parent[key]
+        path = draw(st.sampled_from(paths(fleet)))
+        parent = parent_of(fleet, path)
         if path[-1] == "name" or draw(st.booleans()):
             parent[path[-1]] = draw(name_patterns if path[-1] == "name" else values)
         else:

@@ -31,7 +31,7 @@ from maxtune.operator.kube import Kube, KubeError
 from maxtune.operator.records import read_profile
 from tests.faults.reuse import opkit, opplane
 from tests.fuzz.budget import count, examples
-from tests.fuzz.strategies import finite_json_values, texts
+from tests.fuzz.strategies import finite_json_values, parent_of, paths, texts
 
 pytestmark = [pytest.mark.plane]
 
@@ -76,26 +76,13 @@ edge_values = st.one_of(
 )
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found.extend(_paths(item, (*prefix, key)))
-    elif isinstance(value, list):
-        for index, item in enumerate(value[:3]):
-            found.extend(_paths(item, (*prefix, index)))
-    return found
-
-
 @st.composite
 def spoiled(draw: st.DrawFn, base: Any) -> Any:
     """`base` with one to three values replaced, or removed, or a key added."""
     value = copy.deepcopy(draw(st.sampled_from(base)) if isinstance(base, list) else base)
     for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(_paths(value)))
-        parent = value
-        for key in path[:-1]:
-            parent = parent[key]
+        path = draw(st.sampled_from(paths(value, items=3)))
+        parent = parent_of(value, path)
         action = draw(st.integers(0, 9))
         if action == 0 and isinstance(parent, dict):
             del parent[path[-1]]
