@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import apimetrics, nodeaudit
+from benchmarks.envinfo import environment
 from benchmarks.fleetsetup import create_fleet, install_crds, wait_settled
 from benchmarks.gpufleet import PlannedNode, plan_node
 from benchmarks.kubeapi import Api
@@ -53,6 +54,16 @@ def bench_plane(audit: Path | None = None) -> LocalPlane:
     if audit is not None:
         args["kube-apiserver"] = nodeaudit.apiserver_args(audit)
     return LocalPlane(extra_args=args)
+
+
+def result_header(benchmark: str, plane: LocalPlane, nodes: int) -> dict[str, Any]:
+    """What every benchmark's result starts with: which, where, how big, with which flags."""
+    return {
+        "benchmark": benchmark,
+        "environment": environment(plane.binaries),
+        "nodes": nodes,
+        "plane_args": {name: list(args) for name, args in plane.extra_args.items()},
+    }
 
 
 @dataclass

@@ -33,8 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import apimetrics, report
-from benchmarks.benchplane import BENCH_PLANE_ARGS, bench_plane, prepare_fleet
-from benchmarks.envinfo import environment
+from benchmarks.benchplane import bench_plane, prepare_fleet, result_header
 from benchmarks.fleetreport import render
 from benchmarks.fleetsetup import ensure_namespace, heartbeat_round, put_profile_status
 from benchmarks.gpufleet import CHANGED_GAIN, PlannedNode, changeable, plan_node
@@ -142,12 +141,7 @@ async def run_on(
     plane: LocalPlane, args: argparse.Namespace, work: Path, audit: NodeAudit
 ) -> dict[str, Any]:
     credentials = Credentials.from_kubeconfig(plane.kubeconfig)
-    result: dict[str, Any] = {
-        "benchmark": "fleet",
-        "environment": environment(plane.binaries),
-        "nodes": args.nodes,
-        "plane_args": BENCH_PLANE_ARGS,
-    }
+    result = result_header("fleet", plane, args.nodes)
     async with Api(credentials) as api:
         prepared = await prepare_fleet(plane, api, args.nodes)
         fleet = prepared.nodes

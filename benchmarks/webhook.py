@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import apimetrics, hotpath, report, reviews, stats
-from benchmarks.benchplane import BENCH_PLANE_ARGS, bench_plane, prepare_fleet
-from benchmarks.envinfo import environment
+from benchmarks.benchplane import bench_plane, prepare_fleet, result_header
 from benchmarks.fleetsetup import ensure_namespace, heartbeats_forever
 from benchmarks.kubeapi import Api, Credentials
 from benchmarks.nodewatch import NodeWatcher
@@ -267,12 +266,7 @@ def summarize_e2e(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def run_on(plane: LocalPlane, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     credentials = Credentials.from_kubeconfig(plane.kubeconfig)
-    result: dict[str, Any] = {
-        "benchmark": "webhook",
-        "environment": environment(plane.binaries),
-        "nodes": args.nodes,
-        "plane_args": BENCH_PLANE_ARGS,
-    }
+    result = result_header("webhook", plane, args.nodes)
     async with Api(credentials) as api:
         prepared = await prepare_fleet(plane, api, args.nodes)
         result["setup"] = prepared.timings

@@ -142,6 +142,11 @@ class LocalPlane:
     def ports(self) -> dict[str, int]:
         return dict(self._ports)
 
+    @property
+    def extra_args(self) -> dict[str, tuple[str, ...]]:
+        """The flags appended to each component's command line (see the class docstring)."""
+        return dict(self._extra_args)
+
     def pids(self) -> dict[str, int]:
         return {name: proc.pid for name, proc in self._procs.items()}
 
