@@ -22,13 +22,14 @@ $(STAMP): pyproject.toml constraints.txt
 # into .cache/ and reused while their versions stay the same; Debian's Prometheus
 # for the end-to-end test and the demo, unpacked into .cache/ without root.
 tools: venv
-	$(BIN)/python -m maxtune.localplane build
-	$(BIN)/python -m maxtune.demo fetch-prometheus
+	$(BIN)/python -m maxtune_dev.localplane build
+	$(BIN)/python -m maxtune_dev.demo fetch-prometheus
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # Two workers, one module each at a time (module fixtures stay whole), each with a
 # control plane of its own: the suite waits on servers more than it computes, so
@@ -44,12 +45,12 @@ bench: venv tools
 	$(BIN)/python -m benchmarks.run
 
 demo: venv tools
-	$(BIN)/maxtune demo
+	$(BIN)/python -m maxtune_dev.demo run
 
 crds: venv
 	$(BIN)/maxtune crds --write
 
-# Stop a plane left running by `python -m maxtune.localplane up` and drop local state.
+# Stop a plane left running by `python -m maxtune_dev.localplane up` and drop local state.
 clean-plane:
-	-$(BIN)/python -m maxtune.localplane down --name default
+	-$(BIN)/python -m maxtune_dev.localplane down --name default
 	rm -rf .run

@@ -10,7 +10,7 @@ by webhook name): the overhead the webhook adds as the API server sees it.
 from __future__ import annotations
 
 from benchmarks.kubeapi import Api
-from benchmarks.promtext import Samples, parse
+from maxtune_dev.testkit.promtext import Samples, parse
 
 REQUESTS = "apiserver_request_total"
 WEBHOOK_DURATION = "apiserver_admission_webhook_admission_duration_seconds"

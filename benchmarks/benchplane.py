@@ -35,7 +35,7 @@ from benchmarks.fleetsetup import create_fleet, install_crds, wait_settled
 from benchmarks.gpufleet import PlannedNode, plan_node
 from benchmarks.kubeapi import Api
 from benchmarks.procstat import CpuWindow
-from maxtune.localplane import LocalPlane
+from maxtune_dev.localplane import LocalPlane
 
 LEASE_SECONDS = 240
 BENCH_PLANE_ARGS: dict[str, list[str]] = {

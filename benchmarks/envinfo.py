@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 
 from benchmarks.procstat import load_average
-from maxtune.localplane.build import Binaries
+from maxtune_dev.localplane.build import Binaries
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("aiohttp", "kopf", "kubernetes", "prometheus-client", "pydantic", "psutil")

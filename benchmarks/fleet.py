@@ -40,9 +40,9 @@ from benchmarks.gpufleet import CHANGED_GAIN, PlannedNode, changeable, plan_node
 from benchmarks.kubeapi import Api, Credentials, bounded
 from benchmarks.nodeaudit import NodeAudit, operator_writes
 from benchmarks.nodewatch import NodeWatcher
-from benchmarks.operatorproc import OperatorProcess, write_webhook_pki
 from benchmarks.procstat import CpuWindow, RssSampler, load_average
-from maxtune.localplane import LocalPlane
+from maxtune_dev.localplane import LocalPlane
+from maxtune_dev.testkit.operator import OperatorProcess, write_pki
 
 MIB = 2**20
 LABEL_WRITES = "maxtune_label_writes_total"
@@ -91,7 +91,7 @@ class Phase:
 async def start_phase(
     op: OperatorProcess, watcher: NodeWatcher, phase: Phase, rss: list[RssSampler], timeout_s: float
 ) -> dict[str, Any]:
-    op.start()
+    op.start(wait=False)
     rss.append(RssSampler(op.pid).start())
     phase.window.track("operator", op.pid)
     ready_s = await asyncio.to_thread(op.wait_ready, timeout_s)
@@ -152,7 +152,14 @@ async def run_on(
         watcher = NodeWatcher(api)
         await watcher.start()
         watcher.expect({p.name: p.expected for p in fleet})
-        op = OperatorProcess(plane.kubeconfig, write_webhook_pki(work / "pki"), NAMESPACE, work)
+        op = OperatorProcess(
+            plane.kubeconfig,
+            write_pki(work / "pki"),
+            NAMESPACE,
+            work,
+            identity="bench-operator",
+            timings="chart",
+        )
         pids = {**plane.pids(), "driver": os.getpid()}
         rss: list[RssSampler] = []
         try:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from benchmarks.promtext import Samples
+from maxtune_dev.testkit.promtext import Samples
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

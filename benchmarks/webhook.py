@@ -36,7 +36,6 @@ from benchmarks.benchplane import bench_plane, prepare_fleet, result_header
 from benchmarks.fleetsetup import ensure_namespace, heartbeats_forever
 from benchmarks.kubeapi import Api, Credentials
 from benchmarks.nodewatch import NodeWatcher
-from benchmarks.operatorproc import OperatorProcess, WebhookPki, write_webhook_pki
 from benchmarks.procstat import CpuWindow, RssSampler, cpu_seconds, load_average
 from benchmarks.webhookparts import (
     delete_pods,
@@ -46,7 +45,8 @@ from benchmarks.webhookparts import (
     webhook_configuration,
 )
 from benchmarks.webhookreport import render
-from maxtune.localplane import LocalPlane
+from maxtune_dev.localplane import LocalPlane
+from maxtune_dev.testkit.operator import OperatorProcess, WebhookPki, write_pki
 
 OPERATOR_NAMESPACE = "maxtune-system"
 E2E_NAMESPACE = "bench-e2e"
@@ -274,9 +274,16 @@ async def run_on(plane: LocalPlane, args: argparse.Namespace, work: Path) -> dic
         watcher = NodeWatcher(api)
         await watcher.start()
         watcher.expect({p.name: p.expected for p in prepared.nodes})
-        pki = write_webhook_pki(work / "pki")
-        op = OperatorProcess(plane.kubeconfig, pki, OPERATOR_NAMESPACE, work)
-        op.start()
+        pki = write_pki(work / "pki")
+        op = OperatorProcess(
+            plane.kubeconfig,
+            pki,
+            OPERATOR_NAMESPACE,
+            work,
+            identity="bench-operator",
+            timings="chart",
+        )
+        op.start(wait=False)
         rss = RssSampler(op.pid).start()
         pids = {**plane.pids(), "driver": os.getpid()}
         try:

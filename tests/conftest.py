@@ -23,7 +23,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from maxtune.localplane import LocalPlane, kwok_node_model, wait_for, wait_node_ready
+from maxtune_dev.localplane import LocalPlane, kwok_node_model, wait_for, wait_node_ready
 from tests.fuzz.budget import TALLY
 
 # The session's plane, for the report hook (set while the `plane` fixture is live).

@@ -17,7 +17,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from maxtune.contract.names import GROUP, PROFILE_PLURAL, VERSION
-from maxtune.localplane import wait_for
+from maxtune_dev.localplane import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "crds"

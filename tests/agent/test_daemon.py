@@ -14,8 +14,9 @@ from maxtune.agent.backends import SimulationBackend
 from maxtune.agent.daemon import RETRY_FAILED_S, Agent
 from maxtune.agent.inventory import Inventory
 from maxtune.agent.measure import GpuOutcome
-from maxtune.agent.publish import Backoff, FileSink, PublishError
+from maxtune.agent.publish import FileSink, PublishError
 from maxtune.contract.models import GPUNodeProfile, ProfileStatus
+from maxtune.retry import Backoff
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "fleets" / "demo.yaml"
 

@@ -8,6 +8,7 @@ rules and a service-account token, an outage between agent and API server, the
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import signal
@@ -19,11 +20,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
@@ -33,11 +35,14 @@ from maxtune.agent.daemon import Agent
 from maxtune.agent.inventory import Inventory
 from maxtune.agent.kube import KubeSink
 from maxtune.agent.measure import GpuOutcome
-from maxtune.agent.publish import AGENT_RBAC_RULES, Backoff
+from maxtune.agent.publish import AGENT_RBAC_RULES
 from maxtune.contract.models import GPUNodeProfile
 from maxtune.contract.names import GROUP, POLICY_PLURAL, PROFILE_PLURAL, VERSION
-from maxtune.localplane import LocalPlane, wait_for
-from maxtune.localplane.process import free_port
+from maxtune.kube import Kube, KubeError
+from maxtune.retry import Backoff
+from maxtune_dev.localplane import LocalPlane, wait_for
+from maxtune_dev.localplane.process import free_port
+from tests.agent.conftest import DEMO
 from tests.agent.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.plane
@@ -64,7 +69,9 @@ def test_agent_publishes_its_profile_through_the_api_server(
     k8s: ApiClient, sim_node: tuple[str, Path]
 ) -> None:
     name, fleet = sim_node
-    agent = Agent(node=name, backend=SimulationBackend(fleet, name), sink=KubeSink(k8s))
+    agent = Agent(
+        node=name, backend=SimulationBackend(fleet, name), sink=KubeSink(Kube(k8s.configuration))
+    )
     agent.tick(block=True)
     profile = read_profile(k8s, name)
     assert profile.spec.node_name == name
@@ -94,12 +101,14 @@ def test_restart_keeps_and_refreshes_the_published_profile(
     k8s: ApiClient, sim_node: tuple[str, Path]
 ) -> None:
     name, fleet = sim_node
-    Agent(node=name, backend=SimulationBackend(fleet, name), sink=KubeSink(k8s)).tick(block=True)
+    Agent(
+        node=name, backend=SimulationBackend(fleet, name), sink=KubeSink(Kube(k8s.configuration))
+    ).tick(block=True)
     before = read_profile(k8s, name).status
     assert before is not None
     time.sleep(1.1)  # heartbeats have one-second resolution
     backend = CountingBackend(fleet, name)
-    restarted = Agent(node=name, backend=backend, sink=KubeSink(k8s))
+    restarted = Agent(node=name, backend=backend, sink=KubeSink(Kube(k8s.configuration)))
     restarted.recover()
     restarted.tick(block=True)
     after = read_profile(k8s, name).status
@@ -115,7 +124,7 @@ def test_heartbeats_patch_only_the_heartbeat_and_a_hand_edit_is_written_over(
 ) -> None:
     name, fleet = sim_node
     objects = client.CustomObjectsApi(k8s)
-    sink = KubeSink(k8s)
+    sink = KubeSink(Kube(k8s.configuration))
     agent = Agent(node=name, backend=SimulationBackend(fleet, name), sink=sink)
     agent.tick(block=True)
     first = objects.get_cluster_custom_object(GROUP, VERSION, PROFILE_PLURAL, name)
@@ -144,6 +153,82 @@ def test_heartbeats_patch_only_the_heartbeat_and_a_hand_edit_is_written_over(
     agent.tick(block=True)
     assert sink.writes == {"status": 3, "heartbeat": 1}
     assert read_profile(k8s, name).status is not None
+
+
+def test_a_steady_agent_renews_its_lease_and_writes_its_profile_only_on_change(
+    k8s: ApiClient, sim_node: tuple[str, Path], namespace: str
+) -> None:
+    """Liveness through a Lease named after the node (like kubelets'); the profile is written
+    once while nothing changes, and again only when the agent's facts change."""
+    name, fleet = sim_node
+    kube = Kube(k8s.configuration)
+    lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
+    sink = KubeSink(kube, lease_namespace=namespace)
+    agent = Agent(node=name, backend=SimulationBackend(fleet, name), sink=sink)
+    agent.tick(block=True)
+    first = kube.request("GET", f"/apis/{GROUP}/{VERSION}/{PROFILE_PLURAL}/{name}")
+    lease = kube.request("GET", lease_path)
+    assert lease["metadata"]["labels"]["maxtune.io/agent-heartbeat"] == "true"
+    assert lease["spec"]["holderIdentity"] == name
+    for _ in range(3):
+        time.sleep(0.05)
+        agent.tick(block=True)
+    second = kube.request("GET", f"/apis/{GROUP}/{VERSION}/{PROFILE_PLURAL}/{name}")
+    renewed = kube.request("GET", lease_path)
+    assert sink.writes == {"status": 1, "lease": 4}
+    assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    assert renewed["spec"]["renewTime"] > lease["spec"]["renewTime"]
+    # The Lease deleted (an admin, a restored namespace): the next round creates it again.
+    kube.request("DELETE", lease_path)
+    agent.tick(block=True)
+    assert kube.request("GET", lease_path)["spec"]["holderIdentity"] == name
+    assert sink.writes["status"] == 1
+
+
+def test_the_heartbeat_lease_goes_with_its_node(
+    k8s: ApiClient,
+    kwok_nodes: Callable[..., list[str]],
+    namespace: str,
+    tmp_path: Path,
+    agent_crds: None,
+) -> None:
+    """The Node owns its agent's Lease: the garbage collector deletes it with the node, so a
+    shrinking cluster leaves no Leases behind (and the operator needs no delete right)."""
+    name = kwok_nodes(1, prefix="leased")[0]
+    fleet = yaml.safe_load(DEMO.read_text())
+    fleet["nodes"] = [
+        {**next(n for n in fleet["nodes"] if n["name"] == "gpu-a100-0"), "name": name}
+    ]
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(fleet))
+    kube = Kube(k8s.configuration)
+    lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
+    node = kube.request("GET", f"/api/v1/nodes/{name}")
+    agent = Agent(
+        node=name,
+        backend=SimulationBackend(path, name),
+        sink=KubeSink(kube, lease_namespace=namespace),
+        level="inventory",
+    )
+    try:
+        agent.tick(block=True)
+        owners = kube.request("GET", lease_path)["metadata"]["ownerReferences"]
+        assert owners == [
+            {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]}
+        ]
+        kube.request("DELETE", f"/api/v1/nodes/{name}")
+
+        def gone() -> bool:
+            try:
+                kube.request("GET", lease_path)
+            except KubeError as exc:
+                return exc.status == 404
+            return False
+
+        wait_for(gone, timeout_s=60, what=f"the garbage collector to delete Lease {name}")
+    finally:
+        with contextlib.suppress(KubeError):
+            kube.request("DELETE", f"/apis/{GROUP}/{VERSION}/{PROFILE_PLURAL}/{name}")
 
 
 def _agent_identity(k8s: ApiClient, plane: LocalPlane) -> Iterator[ApiClient]:
@@ -214,7 +299,11 @@ def test_the_agent_rbac_rules_are_enough_and_no_more(
     k8s: ApiClient, agent_api: ApiClient, sim_node: tuple[str, Path]
 ) -> None:
     name, fleet = sim_node
-    agent = Agent(node=name, backend=SimulationBackend(fleet, name), sink=KubeSink(agent_api))
+    agent = Agent(
+        node=name,
+        backend=SimulationBackend(fleet, name),
+        sink=KubeSink(Kube(agent_api.configuration)),
+    )
     agent.recover()
     agent.tick(block=True)  # create, then status: allowed
     agent.tick(block=True)  # get + replace status again: allowed
@@ -245,7 +334,7 @@ def test_api_server_outage_loses_nothing(
     agent = Agent(
         node=name,
         backend=SimulationBackend(fleet, name),
-        sink=KubeSink(api),
+        sink=KubeSink(Kube(api.configuration)),
         interval_s=0.5,
         backoff=Backoff(base_s=0.05, cap_s=0.3),
     )
@@ -395,7 +484,10 @@ def test_the_cluster_policy_decides_the_torch_rule(
     )
     try:
         agent = Agent(
-            node=node, backend=SimulationBackend(fleet, node), sink=KubeSink(k8s), level="inventory"
+            node=node,
+            backend=SimulationBackend(fleet, node),
+            sink=KubeSink(Kube(k8s.configuration)),
+            level="inventory",
         )
         agent.tick(block=True)
         status = read_profile(k8s, node).status

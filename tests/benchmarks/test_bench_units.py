@@ -9,7 +9,7 @@ import pytest
 from benchmarks import stats
 from benchmarks.gpufleet import CHANGED_GAIN, changeable, kind_of, plan_node
 from benchmarks.reviews import MIX, mixed_bodies, rotation
-from maxtune.localplane import LocalPlane
+from maxtune_dev.localplane import LocalPlane
 
 
 def test_percentile_is_a_seen_value() -> None:

@@ -18,8 +18,8 @@ import pytest
 import yaml
 from kubernetes.client import ApiClient
 
-from maxtune.localplane import LocalPlane, wait_for
-from maxtune.localplane.process import free_port
+from maxtune_dev.localplane import LocalPlane, wait_for
+from maxtune_dev.localplane.process import free_port
 from tests.chart.helmkit import CHART, helm
 from tests.chart.localrun import kapi
 

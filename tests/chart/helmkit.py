@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from maxtune.localplane import binaries
+from maxtune_dev.localplane import binaries
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "maxtune"

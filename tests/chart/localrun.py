@@ -1,12 +1,12 @@
 """The local-run kit (a pod's container run as a process here) now lives in the package.
 
-`maxtune.demo.localrun` is shared by the chart tests, the end-to-end test and `maxtune demo`;
+`maxtune_dev.localrun` is shared by the chart tests, the end-to-end test and `maxtune demo`;
 this module keeps the chart tests' imports working.
 """
 
 from __future__ import annotations
 
-from maxtune.demo.localrun import (
+from maxtune_dev.localrun import (
     TOKEN_SECONDS,
     ClusterAccess,
     LocalContainer,

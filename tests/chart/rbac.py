@@ -64,6 +64,7 @@ OPERATOR = (
     | grant("cluster", "maxtune.io", "gpunodeprofiles", ["get", "list", "watch", "delete"])
     | grant("cluster", "maxtune.io", "autotunepolicies", ["get", "list", "watch"])
     | grant("cluster", "", "namespaces", ["get", "list", "watch"])
+    | grant(NAMESPACE, "coordination.k8s.io", "leases", ["list", "watch"])
     | grant(NAMESPACE, "coordination.k8s.io", "leases", ["create"])
     | grant(NAMESPACE, "coordination.k8s.io", "leases", ["get", "update"], "maxtune-labeller")
 )
@@ -71,6 +72,8 @@ AGENT = (
     grant("cluster", "maxtune.io", "gpunodeprofiles", ["get", "create"])
     | grant("cluster", "maxtune.io", "gpunodeprofiles/status", ["get", "update", "patch"])
     | grant("cluster", "maxtune.io", "autotunepolicies", ["get", "list", "watch"])
+    | grant("cluster", "", "nodes", ["get"])
+    | grant(NAMESPACE, "coordination.k8s.io", "leases", ["get", "create", "update"])
 )
 CLEANUP = grant("cluster", "", "nodes", ["list", "patch"])
 EXPECTED: dict[str, set[Permission]] = {

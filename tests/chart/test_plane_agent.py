@@ -20,8 +20,8 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from maxtune.contract.names import GROUP, PROFILE_PLURAL, VERSION
-from maxtune.localplane import LocalPlane, wait_for
-from maxtune.localplane.process import free_port
+from maxtune_dev.localplane import LocalPlane, wait_for
+from maxtune_dev.localplane.process import free_port
 from tests.chart.conftest import GPU_PRESENT, Installer
 from tests.chart.localrun import kapi, pod_token, pods, prepare, token_kubeconfig
 

@@ -11,7 +11,7 @@ import pytest
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from maxtune.localplane import wait_for
+from maxtune_dev.localplane import wait_for
 from tests.chart.conftest import GPU_PRESENT, GPU_TAINT, Installer, Release
 from tests.chart.localrun import kapi
 

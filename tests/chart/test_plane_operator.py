@@ -34,7 +34,7 @@ from maxtune.contract.names import (
     PROFILE_PLURAL,
     VERSION,
 )
-from maxtune.localplane import LocalPlane, wait_for
+from maxtune_dev.localplane import LocalPlane, wait_for
 from tests.chart.conftest import GPU_PRESENT, Installer, Release
 from tests.chart.helmkit import CHART
 from tests.chart.localrun import (

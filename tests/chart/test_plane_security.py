@@ -18,7 +18,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from maxtune.contract.names import GROUP, PROFILE_PLURAL, VERSION
-from maxtune.localplane import LocalPlane, wait_for
+from maxtune_dev.localplane import LocalPlane, wait_for
 from tests.chart.conftest import GPU_PRESENT, Installer, Release
 from tests.chart.localrun import kapi, pod_token, pods, token_client, unbound_token
 from tests.chart.profiles import BIG, SMALL, profile, status

@@ -37,7 +37,13 @@ def test_agent_policy_binds_profiles_to_the_token_node_of_the_agent_only() -> No
             "apiVersions": ["*"],
             "operations": ["CREATE", "UPDATE", "DELETE"],
             "resources": ["gpunodeprofiles", "gpunodeprofiles/status"],
-        }
+        },
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "apiVersions": ["*"],
+            "operations": ["CREATE", "UPDATE", "DELETE"],
+            "resources": ["leases"],
+        },
     ]
     # Only the agent's account is matched: the operator (which deletes stale profiles) is not.
     assert spec["matchConditions"] == [

@@ -48,6 +48,8 @@ def test_default_kinds_and_names() -> None:
         ("ClusterRoleBinding", f"{FULLNAME}-cleanup"),
         ("Role", OPERATOR),
         ("RoleBinding", OPERATOR),
+        ("Role", f"{FULLNAME}-agent"),
+        ("RoleBinding", f"{FULLNAME}-agent"),
         ("Job", f"{FULLNAME}-cleanup"),
         ("ConfigMap", f"{FULLNAME}-test"),
         ("Pod", f"{FULLNAME}-test"),
@@ -137,9 +139,17 @@ def test_command_and_flags_are_plain_and_complete() -> None:
     assert flag(local, "--webhook-host") == flag(local, "--metrics-host") == "127.0.0.1"
 
 
-def test_leader_election_off_drops_its_role() -> None:
+def test_leader_election_off_drops_its_lease_rules_only() -> None:
+    """Without leader election the operator still follows the agents' heartbeat Leases."""
     rendered = render({"operator": {"leaderElection": {"enabled": False}}})
-    assert not rendered.has("Role", OPERATOR) and not rendered.has("RoleBinding", OPERATOR)
+    rules = rendered.get("Role", OPERATOR)["rules"]
+    assert rules == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["list", "watch"],
+        }
+    ]
 
 
 def test_pod_identity_from_the_downward_api() -> None:

@@ -10,7 +10,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from maxtune.localplane import wait_for
+from maxtune_dev.localplane import wait_for
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
 

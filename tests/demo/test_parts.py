@@ -17,13 +17,13 @@ import pytest
 import yaml
 
 from maxtune.agent.fleetfile import load
-from maxtune.cli.main import main
-from maxtune.demo.cluster import Cluster, ClusterError
-from maxtune.demo.fleet import FLEET_LABEL, GPU_PRESENT, fake_nodes
-from maxtune.demo.prometheus import JOBS, Target, render_config, write_targets
-from maxtune.demo.promfetch import ensure_prometheus
-from maxtune.demo.service import Forwarder
-from maxtune.localplane.process import free_port
+from maxtune_dev.demo.__main__ import main
+from maxtune_dev.demo.cluster import Cluster, ClusterError
+from maxtune_dev.demo.fleet import FLEET_LABEL, GPU_PRESENT, fake_nodes
+from maxtune_dev.demo.prometheus import JOBS, Target, render_config, write_targets
+from maxtune_dev.demo.promfetch import ensure_prometheus
+from maxtune_dev.demo.service import Forwarder
+from maxtune_dev.localplane.process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEET = ROOT / "examples" / "fleets" / "demo.yaml"
@@ -145,8 +145,51 @@ def test_a_remote_cluster_is_refused_with_the_reason(tmp_path: Path) -> None:
 def test_demo_refuses_bad_input_before_starting_anything(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["demo", "--no-wait", "--fleet", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["run", "--no-wait", "--fleet", str(tmp_path / "missing.yaml")]) == 2
     assert "not found" in capsys.readouterr().err
     remote = _kubeconfig(tmp_path / "kc", "https://192.0.2.1:6443")
-    assert main(["demo", "--no-wait", "--kubeconfig", str(remote)]) == 2
+    assert main(["run", "--no-wait", "--kubeconfig", str(remote)]) == 2
     assert "not on this machine" in capsys.readouterr().err
+
+
+def test_a_checkout_under_a_mounted_folder_keeps_its_program_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clone in /tmp/x runs pods that mount an emptyDir at /tmp: only the pod's own paths move.
+
+    The program (this machine's `maxtune`) once got rewritten into the volume like the pod's
+    paths, and every local run from a checkout under /tmp failed to start.
+    """
+    from types import SimpleNamespace
+
+    from maxtune_dev.localrun import prepare
+
+    monkeypatch.setattr("sys.executable", "/tmp/fresh/.venv/bin/python")
+    container = SimpleNamespace(
+        name="operator",
+        command=["maxtune"],
+        args=["operator", "--tls-cert-file", "/tmp/certs/tls.crt", "--metrics-port", "8080"],
+        volume_mounts=[SimpleNamespace(name="tmp", mount_path="/tmp")],
+        env=[SimpleNamespace(name="TMPDIR", value="/tmp", value_from=None)],
+    )
+    pod = SimpleNamespace(
+        metadata=SimpleNamespace(namespace="maxtune-system", name="op-0"),
+        spec=SimpleNamespace(
+            containers=[container],
+            volumes=[SimpleNamespace(name="tmp", secret=None, config_map=None)],
+        ),
+    )
+    root = tmp_path / "fs"
+    run = prepare(
+        None,  # type: ignore[arg-type]  # an emptyDir needs no API call
+        pod,
+        "operator",
+        root,
+        tmp_path / "kubeconfig",
+        replace_args={"--metrics-port": "31000"},
+    )
+    assert run.argv[0] == "/tmp/fresh/.venv/bin/maxtune"
+    assert run.argv[1:4] == ["operator", "--kubeconfig", str(tmp_path / "kubeconfig")]
+    assert run.argv[run.argv.index("--tls-cert-file") + 1] == str(root / "tmp/certs/tls.crt")
+    assert run.argv[-1] == "31000"
+    assert run.env["TMPDIR"] == str(root / "tmp")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from maxtune.demo.cluster import Cluster
-from maxtune.demo.stack import Stack, StackOptions
-from maxtune.localplane import LocalPlane
+from maxtune_dev.demo.cluster import Cluster
+from maxtune_dev.demo.stack import Stack, StackOptions
+from maxtune_dev.localplane import LocalPlane
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEET = ROOT / "examples" / "fleets" / "demo.yaml"

@@ -28,9 +28,9 @@ from maxtune.contract.names import (
     PREFIX,
     RESOURCE_GPU,
 )
-from maxtune.demo.localrun import kapi
-from maxtune.demo.stack import Stack
-from maxtune.localplane import wait_for
+from maxtune_dev.demo.stack import Stack
+from maxtune_dev.localplane import wait_for
+from maxtune_dev.localrun import kapi
 from tests.e2e.conftest import FLEET
 
 pytestmark = [pytest.mark.plane, pytest.mark.slow]

@@ -8,12 +8,12 @@ import pytest
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from maxtune.demo.cluster import Cluster
-from maxtune.demo.fleet import FLEET_LABEL
-from maxtune.demo.localrun import kapi
-from maxtune.demo.release import HelmError
-from maxtune.demo.stack import Stack, StackOptions
-from maxtune.localplane import LocalPlane
+from maxtune_dev.demo.cluster import Cluster
+from maxtune_dev.demo.fleet import FLEET_LABEL
+from maxtune_dev.demo.release import HelmError
+from maxtune_dev.demo.stack import Stack, StackOptions
+from maxtune_dev.localplane import LocalPlane
+from maxtune_dev.localrun import kapi
 from tests.e2e.conftest import FLEET
 
 pytestmark = [pytest.mark.plane]

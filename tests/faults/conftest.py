@@ -1,6 +1,6 @@
 """Fixtures for fault tests: the operator and agents as real processes on the session plane.
 
-The operator is `maxtune operator` (tests/operator/opplane.py's OperatorProcess, with its
+The operator is `maxtune operator` (tests/operator/cluster.py's OperatorProcess, with its
 webhook registered through a MutatingWebhookConfiguration shaped like the chart's); agents are
 `maxtune agent` processes on simulated GPUs (procs.py). Each fixture undoes what it made, so a
 fault test leaves the plane as it found it, restarted components included.
@@ -17,11 +17,12 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from maxtune.operator.kube import Kube
+from maxtune.kube import Kube
+from maxtune_dev.testkit import cluster
+from maxtune_dev.testkit import operator as operatorkit
 from tests.agent.conftest import agent_crds  # noqa: F401 - the CRDs from crds/, as a fixture
-from tests.faults.reuse import opcerts, opplane
 
-OperatorFactory = Callable[..., opplane.OperatorProcess]
+OperatorFactory = Callable[..., operatorkit.OperatorProcess]
 
 
 @pytest.fixture(scope="session")
@@ -31,8 +32,8 @@ def kube(k8s: ApiClient) -> Kube:
 
 
 @pytest.fixture(scope="module")
-def webhook_pki(tmp_path_factory: pytest.TempPathFactory) -> opcerts.WebhookPki:
-    return opcerts.write_pki(tmp_path_factory.mktemp("webhook-pki"))
+def webhook_pki(tmp_path_factory: pytest.TempPathFactory) -> operatorkit.WebhookPki:
+    return operatorkit.write_pki(tmp_path_factory.mktemp("webhook-pki"))
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +49,18 @@ def operator_namespace(k8s: ApiClient) -> Iterator[str]:
 def operators(
     kubeconfig: Path,
     agent_crds: None,  # noqa: F811
-    webhook_pki: opcerts.WebhookPki,
+    webhook_pki: operatorkit.WebhookPki,
     operator_namespace: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorFactory]:
     """`operators(identity="op-a", lease=...)`: an OperatorProcess (not started); all stopped."""
-    made: list[opplane.OperatorProcess] = []
+    made: list[operatorkit.OperatorProcess] = []
     logs = tmp_path_factory.mktemp("operator-logs")
 
-    def make(identity: str = "op-a", lease: str = "maxtune-labeller") -> opplane.OperatorProcess:
-        op = opplane.OperatorProcess(
+    def make(
+        identity: str = "op-a", lease: str = "maxtune-labeller"
+    ) -> operatorkit.OperatorProcess:
+        op = operatorkit.OperatorProcess(
             kubeconfig, webhook_pki, operator_namespace, logs, identity=identity, lease=lease
         )
         made.append(op)
@@ -70,22 +73,24 @@ def operators(
 
 
 @pytest.fixture(scope="module")
-def registered_webhook(kube: Kube, webhook_pki: opcerts.WebhookPki) -> Iterator[Callable[..., str]]:
+def registered_webhook(
+    kube: Kube, webhook_pki: operatorkit.WebhookPki
+) -> Iterator[Callable[..., str]]:
     """`registered_webhook(operator)`: its MutatingWebhookConfiguration, deleted afterwards."""
     names: list[str] = []
 
-    def register(op: opplane.OperatorProcess) -> str:
+    def register(op: operatorkit.OperatorProcess) -> str:
         name = f"maxtune-faults-{uuid.uuid4().hex[:6]}"
-        body = opplane.webhook_configuration(
+        body = operatorkit.webhook_configuration(
             name, op.webhook_port, webhook_pki.ca_pem, ["kube-system", op.namespace]
         )
-        kube.request("POST", opplane.WEBHOOKS, body=body)
+        kube.request("POST", operatorkit.WEBHOOKS, body=body)
         names.append(name)
         return name
 
     yield register
     for name in names:
-        opplane.delete_quietly(kube, f"{opplane.WEBHOOKS}/{name}")
+        cluster.delete_quietly(kube, f"{operatorkit.WEBHOOKS}/{name}")
 
 
 def delete_nodes(k8s: ApiClient, names: list[str]) -> None:

@@ -12,17 +12,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from maxtune.contract.names import LABEL_CAPABLE, LABEL_CLASS, LABEL_MODE, LABEL_SM_COUNT
-from maxtune.operator.kube import Kube, KubeError
-from tests.faults.reuse import opkit, opplane
+from maxtune.kube import Kube, KubeError
+from maxtune_dev import testkit
+from maxtune_dev.testkit import cluster
 
 T = TypeVar("T")
 Labels = dict[str, str]
 
 # What the operator must write for a node whose profile is one of these (independent of the
 # operator's code: the gate says 132 and 108 SMs pass and 40 do not; measured gains decide).
-KINDS: dict[str, tuple[opkit.Product, float | None, Labels]] = {
+KINDS: dict[str, tuple[testkit.Product, float | None, Labels]] = {
     "h100": (
-        opkit.H100,
+        testkit.H100,
         0.08,
         {
             LABEL_CAPABLE: "true",
@@ -32,7 +33,7 @@ KINDS: dict[str, tuple[opkit.Product, float | None, Labels]] = {
         },
     ),
     "h100-slow": (
-        opkit.H100,
+        testkit.H100,
         -0.02,
         {
             LABEL_CAPABLE: "true",
@@ -42,7 +43,7 @@ KINDS: dict[str, tuple[opkit.Product, float | None, Labels]] = {
         },
     ),
     "a100-slow": (
-        opkit.A100,
+        testkit.A100,
         -0.05,
         {
             LABEL_CAPABLE: "true",
@@ -52,7 +53,7 @@ KINDS: dict[str, tuple[opkit.Product, float | None, Labels]] = {
         },
     ),
     "t4": (
-        opkit.T4,
+        testkit.T4,
         None,
         {
             LABEL_CAPABLE: "false",
@@ -85,7 +86,7 @@ def create_node(kube: Kube, name: str, labels: Labels) -> None:
 
 def put_kind(kube: Kube, name: str, kind: str) -> None:
     product, gain, _ = KINDS[kind]
-    opplane.put_profile(kube, opkit.profile(name, product, 1, gain=gain))
+    cluster.put_profile(kube, testkit.profile(name, product, 1, gain=gain))
 
 
 def delete(kube: Kube, path: str) -> None:

@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from maxtune.localplane import wait_for
-from maxtune.localplane.process import free_port
+from maxtune_dev.localplane import wait_for
+from maxtune_dev.localplane.process import free_port
 
 MAXTUNE = Path(sys.executable).parent / "maxtune"
 

@@ -27,10 +27,11 @@ from maxtune.contract.names import (
     LABEL_MODE,
     LABEL_SM_COUNT,
 )
-from maxtune.localplane import kwok_node_model, wait_node_ready
-from maxtune.operator.kube import Kube
+from maxtune.kube import Kube
+from maxtune_dev.localplane import kwok_node_model, wait_node_ready
+from maxtune_dev.testkit import cluster
+from maxtune_dev.testkit import operator as operatorkit
 from tests.faults.procs import AgentProcess
-from tests.faults.reuse import opplane
 
 BIG: dict[str, str] = {
     LABEL_CAPABLE: "true",
@@ -44,14 +45,14 @@ SMALL: dict[str, str] = {
     LABEL_SM_COUNT: "40",
     LABEL_CLASS: "tesla-t4-40sm",
 }
-POLICY = f"{opplane.POLICIES}/default"
+POLICY = f"{cluster.POLICIES}/default"
 
 
 @dataclass
 class Rig:
     kube: Kube
     k8s: ApiClient
-    operator: opplane.OperatorProcess
+    operator: operatorkit.OperatorProcess
     agents: dict[str, AgentProcess]
     roles: dict[str, str]  # role (big-0, big-1, small-0, late-0) -> node name
     namespace: str
@@ -65,14 +66,14 @@ class Rig:
         return dict(BIG if role.startswith(("big", "late")) else SMALL)
 
     def labels(self, role: str) -> dict[str, str]:
-        return opplane.maxtune_labels(self.kube, self.node(role))
+        return cluster.maxtune_labels(self.kube, self.node(role))
 
     def all_labelled(self, roles: list[str] | None = None) -> bool:
         wanted = roles or [r for r in self.roles if r in self.agents]
         return all(self.labels(r) == self.expected(r) for r in wanted)
 
     def profile_status(self, role: str) -> dict[str, Any]:
-        found = self.kube.request("GET", f"{opplane.PROFILES}/{self.node(role)}")
+        found = self.kube.request("GET", f"{cluster.PROFILES}/{self.node(role)}")
         return dict(found.get("status") or {})
 
     def heartbeat(self, role: str) -> datetime:
@@ -151,15 +152,15 @@ def patch_of(answer: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def cluster_policy(kube: Kube, **spec: Any) -> None:
-    opplane.delete_quietly(kube, POLICY)
+    cluster.delete_quietly(kube, POLICY)
     body = {
         "apiVersion": "maxtune.io/v1alpha1",
         "kind": "AutotunePolicy",
         "metadata": {"name": "default"},
         "spec": spec,
     }
-    kube.request("POST", opplane.POLICIES, body=body)
+    kube.request("POST", cluster.POLICIES, body=body)
 
 
 def profile_of(kube: Kube, node: str) -> dict[str, Any]:
-    return dict(kube.request("GET", f"{opplane.PROFILES}/{node}"))
+    return dict(kube.request("GET", f"{cluster.PROFILES}/{node}"))

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from maxtune.contract.models import GPUNodeProfile
-from maxtune.operator.kube import Kube
+from maxtune.kube import Kube
+from maxtune_dev import testkit
+from maxtune_dev.testkit import cluster
 from tests.faults.procs import AgentProcess, write_fleet
-from tests.faults.reuse import opkit, opplane
 
 pytestmark = [pytest.mark.plane]
 
@@ -26,11 +27,11 @@ def test_an_unreadable_stored_profile_is_overwritten(
     kube: Kube, kubeconfig: Path, agent_crds: None, tmp_path: Path
 ) -> None:
     node = f"bad-{uuid.uuid4().hex[:8]}"
-    opplane.put_profile(kube, opkit.profile(node, opkit.H100, 2))
-    stored = kube.request("GET", f"{opplane.PROFILES}/{node}")
+    cluster.put_profile(kube, testkit.profile(node, testkit.H100, 2))
+    stored = kube.request("GET", f"{cluster.PROFILES}/{node}")
     stored["status"]["heartbeatTime"] = []  # accepted by the API server, not by the model
-    kube.request("PUT", f"{opplane.PROFILES}/{node}/status", body=stored)
-    assert kube.request("GET", f"{opplane.PROFILES}/{node}")["status"]["heartbeatTime"] == []
+    kube.request("PUT", f"{cluster.PROFILES}/{node}/status", body=stored)
+    assert kube.request("GET", f"{cluster.PROFILES}/{node}")["status"]["heartbeatTime"] == []
 
     agent = AgentProcess(
         node, write_fleet(tmp_path / "fleet.yaml", {node: "big"}), kubeconfig, tmp_path
@@ -38,9 +39,9 @@ def test_an_unreadable_stored_profile_is_overwritten(
     agent.start()
     try:
         agent.wait_ready(timeout_s=30)
-        profile = GPUNodeProfile.model_validate(kube.request("GET", f"{opplane.PROFILES}/{node}"))
+        profile = GPUNodeProfile.model_validate(kube.request("GET", f"{cluster.PROFILES}/{node}"))
         assert profile.status is not None and profile.status.summary.gpus == 2
         assert agent.alive()
     finally:
         agent.stop()
-        opplane.delete_quietly(kube, f"{opplane.PROFILES}/{node}")
+        cluster.delete_quietly(kube, f"{cluster.PROFILES}/{node}")

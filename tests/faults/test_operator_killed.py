@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from maxtune.operator.kube import Kube
+from maxtune.kube import Kube
+from maxtune_dev.testkit import cluster
 from tests.faults.conftest import OperatorFactory
 from tests.faults.fleetkit import (
     KINDS,
@@ -28,11 +29,10 @@ from tests.faults.fleetkit import (
     parallel,
     put_kind,
 )
-from tests.faults.reuse import opplane
 
 pytestmark = [pytest.mark.plane, pytest.mark.slow]
 
-PROFILES = opplane.PROFILES
+PROFILES = cluster.PROFILES
 NODES_WITH_WORK = 260  # groups A, C and D below
 STALE: Labels = {  # left behind by an earlier install on nodes that now have no profile
     "maxtune.io/max-autotune-capable": "true",
@@ -75,7 +75,7 @@ def test_sigkill_mid_reconcile_then_restart_ends_right_with_bounded_writes(
     op = operators(identity="op-killed", lease=f"kill-{uuid.uuid4().hex[:6]}")
     op.start(wait=False)
     # Kill it once it is well into the work, and certainly not done.
-    written = opplane.eventually(
+    written = cluster.eventually(
         lambda: (
             (w := op.metric("maxtune_label_writes_total") if op.get("/metrics")[0] else 0) >= 40
             and w
@@ -120,7 +120,7 @@ def test_sigkill_mid_reconcile_then_restart_ends_right_with_bounded_writes(
     def converged() -> bool:
         return maxtune_labels_of_all(kube, prefix) == expected
 
-    opplane.eventually(converged, "every label right after the restart", timeout_s=90)
+    cluster.eventually(converged, "every label right after the restart", timeout_s=90)
     took = time.monotonic() - started
     # Bounded: one write per node that differed, none for a node that was right.
     time.sleep(1.5)
@@ -135,7 +135,7 @@ def test_sigkill_mid_reconcile_then_restart_ends_right_with_bounded_writes(
         items: list[dict[str, Any]] = kube.request("GET", PROFILES)["items"]
         return [p["metadata"]["name"] for p in items if p["metadata"]["name"] in gone_nodes]
 
-    opplane.eventually(lambda: orphans_left() == [], "orphaned profiles collected", timeout_s=30)
+    cluster.eventually(lambda: orphans_left() == [], "orphaned profiles collected", timeout_s=30)
     # At least ours: the plane is shared, and profiles other modules left without a node are
     # orphans to this operator too (which of them exist depends on the order tests ran in).
     assert restarted.metric("maxtune_orphan_profiles_deleted_total") >= len(gone_nodes)

@@ -17,11 +17,11 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiClient
 
-from maxtune.localplane import LocalPlane
-from maxtune.operator.kube import Kube
+from maxtune.kube import Kube
+from maxtune_dev.localplane import LocalPlane
+from maxtune_dev.testkit import cluster
 from tests.faults.conftest import OperatorFactory, delete_nodes
 from tests.faults.procs import AgentProcess, write_fleet
-from tests.faults.reuse import opplane
 from tests.faults.rig import (
     POLICY,
     Rig,
@@ -33,7 +33,7 @@ from tests.faults.rig import (
 
 pytestmark = [pytest.mark.plane, pytest.mark.slow]
 
-eventually = opplane.eventually
+eventually = cluster.eventually
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +78,10 @@ def rig(
         for agent in rig.agents.values():
             if agent.proc is not None:
                 agent.stop()
-        opplane.delete_quietly(kube, POLICY)
+        cluster.delete_quietly(kube, POLICY)
         delete_nodes(k8s, rig.made_nodes)
         for name in roles.values():
-            opplane.delete_quietly(kube, f"{opplane.PROFILES}/{name}")
+            cluster.delete_quietly(kube, f"{cluster.PROFILES}/{name}")
         core.delete_namespace(namespace, propagation_policy="Background")
 
 
@@ -161,7 +161,7 @@ def test_control_plane_restart_under_operator_and_agents(
             timeout_s=60,
         )
     finally:
-        opplane.delete_quietly(rig.kube, POLICY)
+        cluster.delete_quietly(rig.kube, POLICY)
     eventually(rig.all_labelled, "labels back once the policy is gone", timeout_s=60)
     # The webhook is called by the restarted API server again.
     pod = eventually(
@@ -250,7 +250,7 @@ def test_hung_agent_goes_stale_loses_its_labels_and_regains_them(rig: Rig) -> No
         eventually(lambda: rig.all_labelled(["big-1"]), "labels back with the heartbeat", 30)
     finally:
         agent.send(signal.SIGCONT)
-        opplane.delete_quietly(rig.kube, POLICY)
+        cluster.delete_quietly(rig.kube, POLICY)
 
 
 def test_hung_webhook_times_out_open_and_the_labeller_catches_up(rig: Rig) -> None:
@@ -279,5 +279,5 @@ def test_hung_webhook_times_out_open_and_the_labeller_catches_up(rig: Rig) -> No
         after = rig.create_pod(f"after-hang-{uuid.uuid4().hex[:4]}")
         assert decision_of(after)["mode"] == "default"
     finally:
-        opplane.delete_quietly(rig.kube, POLICY)
+        cluster.delete_quietly(rig.kube, POLICY)
     eventually(rig.all_labelled, "labels back once the policy is gone", timeout_s=60)

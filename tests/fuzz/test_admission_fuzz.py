@@ -15,12 +15,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from maxtune.operator import admission
-from tests.faults.reuse import opkit
+from maxtune_dev import testkit
 from tests.fuzz.budget import count, examples
 from tests.fuzz.checks import check_review, expected_uid, parse_answer
 from tests.fuzz.strategies import raw_bodies, review, reviews, spoiled
 
-MIXED = opkit.mixed_fleet()
+MIXED = testkit.mixed_fleet()
 FLEET = MIXED.state
 
 
@@ -82,7 +82,7 @@ def test_huge_env_lists_keep_every_user_variable(n: int, preset: bool) -> None:
     env = [{"name": f"V{i}", "value": str(i)} for i in range(n)]
     if preset:
         env.insert(n // 2, {"name": "TORCHINDUCTOR_MAX_AUTOTUNE", "value": "0"})
-    obj = opkit.pod(opkit.gpu_container(env=env))
+    obj = testkit.pod(testkit.gpu_container(env=env))
     outcome = check_review(json.dumps(review(obj)).encode(), "uid-1", obj, ask)
     assert outcome == "patched"
     count("handler: huge env lists")

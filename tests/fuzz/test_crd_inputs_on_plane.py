@@ -27,9 +27,10 @@ from maxtune.agent.publish import readable_profile
 from maxtune.contract.models import AutotunePolicy, GPUNodeProfile, ProfileStatus
 from maxtune.contract.modes import Mode
 from maxtune.contract.policy import recipe, torch_rule
-from maxtune.operator.kube import Kube, KubeError
+from maxtune.kube import Kube, KubeError
 from maxtune.operator.records import read_profile
-from tests.faults.reuse import opkit, opplane
+from maxtune_dev import testkit
+from maxtune_dev.testkit import cluster
 from tests.fuzz.budget import count, examples
 from tests.fuzz.strategies import finite_json_values, parent_of, paths, texts
 
@@ -37,8 +38,8 @@ pytestmark = [pytest.mark.plane]
 
 DRY_RUN = {"dryRun": "All"}
 DATE_TIMES = {"heartbeatTime", "measuredTime", "lastTransitionTime"}
-VALID_STATUS = opkit.profile("x", opkit.H100, 2, mig=None)["status"]
-MIG_STATUS = opkit.profile("x", opkit.A100, 1, mig=["3g.20gb", "3g.20gb"])["status"]
+VALID_STATUS = testkit.profile("x", testkit.H100, 2, mig=None)["status"]
+MIG_STATUS = testkit.profile("x", testkit.A100, 1, mig=["3g.20gb", "3g.20gb"])["status"]
 VALID_SPEC: dict[str, Any] = {
     "torch": {"version": "2.11"},
     "steering": "require",
@@ -105,9 +106,9 @@ def budget(default: int) -> settings:
 def stored_profile(kube: Kube, agent_crds: None) -> Iterator[dict[str, Any]]:
     """One real profile whose status the tests try to replace (dry run: it never changes)."""
     name = f"fuzz-{uuid.uuid4().hex[:8]}"
-    opplane.put_profile(kube, opkit.profile(name, opkit.H100, 2))
-    yield dict(kube.request("GET", f"{opplane.PROFILES}/{name}"))
-    opplane.delete_quietly(kube, f"{opplane.PROFILES}/{name}")
+    cluster.put_profile(kube, testkit.profile(name, testkit.H100, 2))
+    yield dict(kube.request("GET", f"{cluster.PROFILES}/{name}"))
+    cluster.delete_quietly(kube, f"{cluster.PROFILES}/{name}")
 
 
 def _refusal_names_a_field(exc: KubeError, root: str) -> None:
@@ -125,7 +126,7 @@ def test_profile_statuses_accepted_are_readable_refused_are_explained(
     body = {**stored_profile, "status": status}
     name = stored_profile["metadata"]["name"]
     try:
-        stored = kube.request("PUT", f"{opplane.PROFILES}/{name}/status", query=DRY_RUN, body=body)
+        stored = kube.request("PUT", f"{cluster.PROFILES}/{name}/status", query=DRY_RUN, body=body)
     except KubeError as exc:
         _refusal_names_a_field(exc, "status")
         event("refused")
@@ -164,7 +165,7 @@ def test_policies_accepted_are_readable_refused_are_explained(
         "spec": spec,
     }
     try:
-        stored = kube.request("POST", opplane.POLICIES, query=DRY_RUN, body=body)
+        stored = kube.request("POST", cluster.POLICIES, query=DRY_RUN, body=body)
     except KubeError as exc:
         _refusal_names_a_field(exc, "spec")
         event("refused")

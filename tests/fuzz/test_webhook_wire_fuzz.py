@@ -20,9 +20,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from maxtune.operator.kube import Kube
+from maxtune.kube import Kube
+from maxtune_dev import testkit
+from maxtune_dev.testkit import operator as operatorkit
 from tests.faults.conftest import OperatorFactory
-from tests.faults.reuse import opkit, opplane
 from tests.fuzz.budget import count, examples
 from tests.fuzz.checks import check_review, expected_uid, parse_answer, patch_ops
 from tests.fuzz.strategies import raw_bodies, review, reviews, spoiled
@@ -45,7 +46,7 @@ def budget(default: int, share: float = 1.0) -> settings:
 
 @dataclass(frozen=True)
 class Served:
-    op: opplane.OperatorProcess
+    op: operatorkit.OperatorProcess
     hook: Webhook
     pid: int
 
@@ -186,7 +187,7 @@ def test_the_same_process_is_healthy_afterwards(served: Served) -> None:
     errors = [line for line in op.tail(100_000).splitlines() if " ERROR " in line]
     assert errors == [], "\n".join(errors[:10])
     # An ordinary opted-in GPU pod is still decided and patched.
-    answer = parse_answer(hook.ask(json.dumps(review(opkit.pod(), uid="last")).encode()))
+    answer = parse_answer(hook.ask(json.dumps(review(testkit.pod(), uid="last")).encode()))
     assert answer["response"]["uid"] == "last" and patch_ops(answer)
     # A body over the 16 MiB cap: an allowing answer with the uid salvaged.
     big = b'{"request":{"uid":"big-1","object":{"x":"' + b"a" * (17 << 20) + b'"}}}'

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from maxtune.operator.kube import Kube
+from maxtune.kube import Kube
+from maxtune_dev.testkit import cluster
 from tests.faults.fleetkit import KINDS, Labels, create_node, delete, put_kind
-from tests.faults.reuse import opplane
 
 
 @dataclass
@@ -89,13 +89,13 @@ def small_fleet(kube: Kube) -> Iterator[dict[str, Labels]]:
     finally:
         for name in wanted:
             delete(kube, f"/api/v1/nodes/{name}")
-            delete(kube, f"{opplane.PROFILES}/{name}")
+            delete(kube, f"{cluster.PROFILES}/{name}")
 
 
 def wait_labelled(kube: Kube, wanted: dict[str, Labels]) -> None:
     """Until every node carries exactly the maxtune.io/ labels its profile calls for."""
     for name, labels in wanted.items():
-        opplane.eventually(
-            lambda name=name, labels=labels: opplane.maxtune_labels(kube, name) == labels,
+        cluster.eventually(
+            lambda name=name, labels=labels: cluster.maxtune_labels(kube, name) == labels,
             f"labels on {name}",
         )

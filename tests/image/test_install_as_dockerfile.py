@@ -140,7 +140,19 @@ def test_wheel_merges_the_three_source_roots(wheel: Path) -> None:
         assert f"maxtune/{package}/__init__.py" in names, package
     assert "maxtune/__init__.py" not in names  # a namespace package, as in the checkout
     assert not [n for n in names if n.startswith("operator/")]  # never importable as `operator`
-    assert "maxtune/localplane/kwok-stages.yaml" in names
+
+
+def test_wheel_carries_the_product_only(wheel: Path) -> None:
+    """The local control plane, the demo and the test support are dev tooling (dev/)."""
+    names = zipfile.ZipFile(wheel).namelist()
+    tooling = [
+        n
+        for n in names
+        if n.startswith(("maxtune_dev/", "maxtune/localplane/", "maxtune/demo/", "benchmarks/"))
+        or "testkit" in n
+    ]
+    assert tooling == []
+    assert "maxtune/operator/decision.py" in names and "maxtune/agent/daemon.py" in names
 
 
 @pytest.mark.parametrize(
@@ -168,6 +180,8 @@ def test_operator_image_commands_run(operator_image: Image, argv: list[str]) -> 
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    if argv == ["--help"]:  # only what runs in a cluster, and the user CLI: no demo
+        assert "demo" not in done.stdout and "operator" in done.stdout, done.stdout
     assert shutil.which("maxtune", path=operator_image.env(stage)["PATH"]) == str(
         _venv(operator_image) / "bin" / "maxtune"
     )
@@ -196,7 +210,8 @@ def _pins() -> dict[str, str]:
 def test_operator_image_has_no_torch_and_follows_the_pins(operator_image: Image) -> None:
     installed = _installed(_venv(operator_image))
     assert not {n for n in installed if n in ("torch", "triton") or n.startswith("nvidia-")}
-    assert {"kopf", "aiohttp", "cryptography", "kubernetes", "pydantic"} <= set(installed)
+    assert {"aiohttp", "cryptography", "kubernetes", "pydantic", "jsonpatch"} <= set(installed)
+    assert "kopf" not in installed  # the informers replaced it (decision 0007)
     pins = _pins()
     unpinned = sorted(
         n
@@ -261,4 +276,4 @@ def test_agent_install_resolves_cuda_torch_from_the_pins(tmp_path: Path, wheel: 
     for name in ("torch", "triton", "nvidia-ml-py", "numpy"):
         assert resolved[name] == pins[name], name
     assert "nvidia-cuda-runtime" in resolved  # torch's CUDA libraries come from PyPI wheels
-    assert "kopf" not in resolved  # and the agent does not carry the operator's stack
+    assert "cryptography" not in resolved  # nor the operator extra (its webhook TLS)

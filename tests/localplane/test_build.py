@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from maxtune.localplane.build import BuildError, ensure_component, is_built
-from maxtune.localplane.versions import Component
+from maxtune_dev.localplane.build import BuildError, ensure_component, is_built
+from maxtune_dev.localplane.versions import Component
 
 # A module that cannot resolve: GOPROXY=off makes `go get` fail at once, offline.
 MISSING = Component(

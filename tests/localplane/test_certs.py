@@ -11,9 +11,9 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes import client, config
 
-from maxtune.localplane.certs import CLIENT_USERS, SERVICE_IP, issue, make_ca, write_pki
-from maxtune.localplane.components import SERVICE_CIDR
-from maxtune.localplane.kubeconfig import render_kubeconfig, write_kubeconfig
+from maxtune_dev.localplane.certs import CLIENT_USERS, SERVICE_IP, issue, make_ca, write_pki
+from maxtune_dev.localplane.components import SERVICE_CIDR
+from maxtune_dev.localplane.kubeconfig import render_kubeconfig, write_kubeconfig
 
 
 def _san(cert: x509.Certificate) -> x509.SubjectAlternativeName:

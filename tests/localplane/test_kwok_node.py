@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from maxtune.localplane import KWOK_ANNOTATION, kwok_node
-from maxtune.localplane.kwok import stages_file
+from maxtune_dev.localplane import KWOK_ANNOTATION, kwok_node
+from maxtune_dev.localplane.kwok import stages_file
 
 
 def test_node_is_marked_for_kwok_and_carries_gpu_capacity() -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from maxtune.localplane import LocalPlane, wait_for
-from maxtune.localplane.process import free_port, pid_alive
+from maxtune_dev.localplane import LocalPlane, wait_for
+from maxtune_dev.localplane.process import free_port, pid_alive
 
 pytestmark = [pytest.mark.plane, pytest.mark.slow]
 
@@ -78,7 +78,7 @@ def test_a_killed_owner_takes_the_plane_down(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import json, sys, time
-        from maxtune.localplane import LocalPlane
+        from maxtune_dev.localplane import LocalPlane
         plane = LocalPlane().start()
         print(json.dumps(plane.pids()), flush=True)
         time.sleep(600)
@@ -103,7 +103,7 @@ def test_cli_up_env_status_down(tmp_path: Path) -> None:
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "maxtune.localplane", *args, "--name", name],
+            [sys.executable, "-m", "maxtune_dev.localplane", *args, "--name", name],
             env=env,
             capture_output=True,
             text=True,

@@ -14,8 +14,8 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from maxtune.localplane import LocalPlane, wait_for, wait_pod_running
-from maxtune.localplane.versions import KUBERNETES
+from maxtune_dev.localplane import LocalPlane, wait_for, wait_pod_running
+from maxtune_dev.localplane.versions import KUBERNETES
 
 pytestmark = pytest.mark.plane
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from maxtune.localplane.process import PORT_RANGE, free_port, port_is_free
+from maxtune_dev.localplane.process import PORT_RANGE, free_port, port_is_free
 
 
 def test_free_port_is_bindable_and_outside_the_ephemeral_range() -> None:

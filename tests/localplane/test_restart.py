@@ -16,8 +16,8 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from maxtune.localplane import LocalPlane, PlaneError, wait_for
-from maxtune.localplane.process import pid_alive
+from maxtune_dev.localplane import LocalPlane, PlaneError, wait_for
+from maxtune_dev.localplane.process import pid_alive
 
 pytestmark = [pytest.mark.plane, pytest.mark.slow]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from maxtune.localplane.versions import (
+from maxtune_dev.localplane.versions import (
     COMPONENTS,
     ETCD,
     HELM,

@@ -17,11 +17,17 @@ import yaml
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
-from opcerts import WebhookPki, write_pki
-from opplane import CRDS, WEBHOOKS, OperatorProcess, webhook_configuration
 
-from maxtune.localplane import wait_for
-from maxtune.operator.kube import Kube
+from maxtune.kube import Kube
+from maxtune_dev.localplane import wait_for
+from maxtune_dev.testkit.cluster import CRDS
+from maxtune_dev.testkit.operator import (
+    WEBHOOKS,
+    OperatorProcess,
+    WebhookPki,
+    webhook_configuration,
+    write_pki,
+)
 
 
 @pytest.fixture(scope="session")

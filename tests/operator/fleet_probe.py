@@ -24,12 +24,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import psutil
 import yaml
-from opcerts import write_pki
-from opkit import A100, H100, RTX3070, T4, profile
-from opplane import CRDS, OperatorProcess, put_profile
 
-from maxtune.localplane import LocalPlane, kwok_node, wait_for
-from maxtune.operator.kube import Kube
+from maxtune.kube import Kube
+from maxtune_dev.localplane import LocalPlane, kwok_node, wait_for
+from maxtune_dev.testkit import A100, H100, RTX3070, T4, profile
+from maxtune_dev.testkit.cluster import CRDS, put_profile
+from maxtune_dev.testkit.operator import OperatorProcess, write_pki
 
 PRODUCTS = [(H100, 8, 0.08), (A100, 8, 0.05), (T4, 4, None), (RTX3070, 2, None), (H100, 8, 0.12)]
 MODE = "maxtune.io/recommended-mode"
@@ -37,7 +37,7 @@ MODE = "maxtune.io/recommended-mode"
 
 def count_nodes(kube: Kube, ok: Callable[[dict[str, str], str], bool]) -> int:
     found = 0
-    for page in kube.list_pages("/api/v1/nodes"):
+    for page, _ in kube.list_pages("/api/v1/nodes"):
         for body in page:
             found += ok(body["metadata"].get("labels") or {}, body["metadata"]["name"])
     return found

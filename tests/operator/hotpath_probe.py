@@ -15,9 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from opkit import A100, H100, RTX3070, T4, Fleet, gpu_container, pod, review
-
 from maxtune.operator import admission
+from maxtune_dev.testkit import A100, H100, RTX3070, T4, Fleet, gpu_container, pod, review
 
 PRODUCTS = [
     (H100, 8, None, 0.08),

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import jsonpatch
-import opkit
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from opkit import gpu_container, mixed_fleet, pod, review
 
 from maxtune.operator import admission
 from maxtune.operator.fleet import FleetState
+from maxtune_dev.testkit import gpu_container, mixed_fleet, pod, review
 
 FLEET = mixed_fleet()
 
@@ -364,5 +364,5 @@ def test_any_body_gets_an_allowing_answer(body: bytes) -> None:
 
 
 def test_now_parameter_controls_staleness() -> None:
-    _, outcome = answer(review(pod()), now=opkit.now() + 10 * 3600)
+    _, outcome = answer(review(pod()), now=time.time() + 10 * 3600)
     assert outcome.decision is not None and outcome.decision.mode is None

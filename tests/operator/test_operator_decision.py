@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from typing import Any
 
 import jsonpatch
-import opkit
 import pytest
-from opkit import H100, RTX3070, T4, Fleet, gpu_container, mixed_fleet, pod
 
 from maxtune.contract.models import AutotunePolicy
 from maxtune.contract.names import ANNOTATION_DECISION, LABEL_CLASS, LABEL_MODE
 from maxtune.operator.decision import Decision, Skip, decide
 from maxtune.operator.patch import build, escape
+from maxtune_dev import testkit
+from maxtune_dev.testkit import H100, RTX3070, T4, Fleet, gpu_container, mixed_fleet, pod
 
 H100_CLASS = "nvidia-h100-80gb-hbm3-132sm"
 A100_CLASS = "nvidia-a100-sxm4-40gb-108sm"
@@ -31,7 +32,7 @@ def run(fleet: Fleet, obj: dict[str, Any], namespace: str = "team") -> Decision 
         namespace=namespace,
         fleet=fleet.state,
         own_namespace="maxtune-system",
-        now=opkit.now(),
+        now=time.time(),
         version="test",
     )
 
@@ -367,7 +368,7 @@ def test_node_name_fixes_the_node_without_affinity() -> None:
 
 def test_stale_profile_counts_as_unknown() -> None:
     fleet = Fleet()
-    fleet.add("h100-old", H100, heartbeat=opkit.stale())
+    fleet.add("h100-old", H100, heartbeat=testkit.stale())
     _, decision = mutate(fleet, pod())
     assert decision.mode is None and "current profile" in decision.reason
 

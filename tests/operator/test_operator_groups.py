@@ -9,13 +9,12 @@ sequences of such changes, for several pod shapes and candidate sets.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import opkit
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opkit import A100, H100, RTX3070, T4, Fleet, gpu_container, pod, stale
 
 from maxtune.contract.models import AutotunePolicy
 from maxtune.contract.names import LABEL_CLASS, LABEL_MODE
@@ -23,6 +22,8 @@ from maxtune.operator.decision import _buckets
 from maxtune.operator.fleet import Bucket, FleetState, Ranks
 from maxtune.operator.gpurequests import GpuContainer, gpu_containers
 from maxtune.operator.records import read_node
+from maxtune_dev import testkit
+from maxtune_dev.testkit import A100, H100, RTX3070, T4, Fleet, gpu_container, pod, stale
 
 PRODUCTS = [
     (H100, 8, None, 0.08),
@@ -95,11 +96,11 @@ def apply(fleet: Fleet, op: tuple[str, int, int], step: int) -> None:
     elif kind == "stale":
         fleet.add(name, product, count, mig=mig, gain=gain, heartbeat=stale(), synced=False)
     elif kind == "relabel":  # the labeller (or a person) wrote labels; a new node if absent
-        body = opkit.node(name, rv=str(10_000 + step))
+        body = testkit.node(name, rv=str(10_000 + step))
         body["metadata"]["labels"].update(
             {LABEL_CLASS: f"class-{p % 3}", LABEL_MODE: ["default", "max-autotune"][p % 2]}
         )
-        body["status"]["allocatable"].update(opkit.allocatable(product, count, mig))
+        body["status"]["allocatable"].update(testkit.allocatable(product, count, mig))
         record = read_node(body)
         assert record is not None
         state.upsert_node(record)
@@ -113,7 +114,7 @@ def apply(fleet: Fleet, op: tuple[str, int, int], step: int) -> None:
 
 def check(fleet: Fleet, rng: random.Random) -> None:
     state = fleet.state
-    now = opkit.now()
+    now = time.time()
     for obj in SHAPES:
         containers = gpu_containers(obj["spec"])
         for namespace in ("team", "other"):

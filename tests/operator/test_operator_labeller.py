@@ -10,17 +10,18 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from dataclasses import replace
 from typing import Any
 
-import opkit
 import pytest
-from opkit import H100, T4, Fleet
 
 from maxtune.contract.names import LABEL_CAPABLE, LABEL_CLASS, LABEL_MODE, LABEL_SM_COUNT
-from maxtune.operator.kube import KubeError
+from maxtune.kube import KubeError
 from maxtune.operator.labeller import Labeller, label_patch, sweep_interval
 from maxtune.operator.metrics import Metrics
 from maxtune.operator.records import read_profile
+from maxtune_dev import testkit
+from maxtune_dev.testkit import H100, T4, Fleet
 
 
 def test_label_patch_touches_only_maxtune_keys() -> None:
@@ -81,7 +82,7 @@ class RecordingKube:
                 labels.pop(k, None)
             else:
                 labels[k] = v
-        return opkit.node(
+        return testkit.node(
             name,
             {k: str(v) for k, v in rec.gpus.items()},
             labels=labels,
@@ -114,7 +115,7 @@ def test_one_write_per_changed_node_then_none() -> None:
             assert all(k.startswith("maxtune.io/") for k in body["metadata"]["labels"])
         # Heartbeats and unrelated node updates do not write again.
         for i in range(5):
-            prof = opkit.profile(f"h{i}", H100)
+            prof = testkit.profile(f"h{i}", H100)
             prof["metadata"].update(uid=f"puid-h{i}", resourceVersion="9999")
             rec = read_profile(prof)
             assert rec is not None
@@ -185,14 +186,14 @@ def test_heartbeat_keeps_derived_tables_and_device_change_drops_them() -> None:
     policy = f.state.cluster_policy()
     assert f.state.warm(policy) == 1 and f.state.warm(policy) == 0
     table = f.state.mode_ranks("h0", policy)
-    beat = opkit.profile("h0", H100)
+    beat = testkit.profile("h0", H100)
     beat["metadata"].update(uid="puid-h0", resourceVersion="500")
     rec = read_profile(beat)
     assert rec is not None
     f.state.upsert_profile(rec)
     assert f.state.mode_ranks("h0", policy) is table  # same devices: kept
     assert f.state.heartbeats["h0"] == rec.heartbeat
-    slower = opkit.profile("h0", H100, gain=-0.1)
+    slower = testkit.profile("h0", H100, gain=-0.1)
     slower["metadata"].update(uid="puid-h0", resourceVersion="501")
     rec = read_profile(slower)
     assert rec is not None
@@ -200,24 +201,25 @@ def test_heartbeat_keeps_derived_tables_and_device_change_drops_them() -> None:
     assert f.state.mode_ranks("h0", policy) == {"nvidia.com/gpu": 0}  # recomputed: default
 
 
-def test_relist_prunes_what_the_watch_missed() -> None:
+def test_a_relist_prunes_what_was_deleted_while_nobody_watched() -> None:
     f = Fleet()
-    f.add("a", H100)
-    f.add("b", H100)
-    before = f.state.tick()
-    f.add("c", H100)  # seen after the list started: kept even though the list lacks it
-    gone = f.state.prune("node", {"a"}, before)
-    assert gone == ["b"] and set(f.state.nodes) == {"a", "c"}
-    assert f.state.prune("profile", {"a", "c"}, before) == ["b"]
+    for name in ("a", "b", "c"):
+        f.add(name, H100)
+    assert f.state.prune("node", {"a", "c"}) == ["b"]
+    assert set(f.state.nodes) == {"a", "c"}
+    assert f.state.prune("profile", {"a"}) == ["b", "c"]
+    assert set(f.state.profiles) == {"a"}
 
 
-def test_a_list_older_than_a_deletion_does_not_bring_the_object_back() -> None:
+def test_a_write_answer_never_brings_back_a_deleted_node_nor_rolls_one_back() -> None:
     f = Fleet()
     f.add("a", H100)
-    stale_list_record = f.state.nodes["a"]
-    stale_profile = f.state.profiles["a"]
+    answered = f.state.nodes["a"]
     f.state.delete_node("a")
-    f.state.delete_profile("a")
-    assert not f.state.upsert_node(stale_list_record)
-    assert not f.state.upsert_profile(stale_profile)
-    assert "a" not in f.state.nodes and "a" not in f.state.profiles
+    assert not f.state.refresh_node(answered)  # the patch answer came after the DELETED event
+    assert "a" not in f.state.nodes
+    f.add("b", H100)
+    current = f.state.nodes["b"]
+    older = replace(current, resource_version="1", labels={**current.labels, "x": "y"})
+    assert not f.state.upsert_node(older)  # a list taken before the last write
+    assert f.state.nodes["b"] is current

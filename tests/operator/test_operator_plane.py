@@ -12,19 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import opkit
 import pytest
 from kubernetes.client import ApiClient
-from opkit import A100, H100, RTX3070, T4, profile
-from opplane import (
-    POLICIES,
-    PROFILES,
-    OperatorProcess,
-    delete_quietly,
-    eventually,
-    maxtune_labels,
-    put_profile,
-)
 
 from maxtune.contract.names import (
     ANNOTATION_DECISION,
@@ -33,8 +22,19 @@ from maxtune.contract.names import (
     LABEL_MODE,
     LABEL_SM_COUNT,
 )
-from maxtune.localplane import wait_pod_running
-from maxtune.operator.kube import Kube
+from maxtune.kube import Kube
+from maxtune_dev import testkit
+from maxtune_dev.localplane import wait_pod_running
+from maxtune_dev.testkit import A100, H100, RTX3070, T4, profile
+from maxtune_dev.testkit.cluster import (
+    POLICIES,
+    PROFILES,
+    delete_quietly,
+    eventually,
+    maxtune_labels,
+    put_profile,
+)
+from maxtune_dev.testkit.operator import OperatorProcess
 
 pytestmark = [pytest.mark.plane, pytest.mark.usefixtures("maxtune_crds")]
 
@@ -49,7 +49,7 @@ MAX_ENV = {
 NodeFactory = Callable[..., list[str]]
 
 
-def expected_labels(product: opkit.Product, mode: str, cls: str) -> dict[str, str]:
+def expected_labels(product: testkit.Product, mode: str, cls: str) -> dict[str, str]:
     capable = product.sm_count >= 68
     return {
         LABEL_CAPABLE: str(capable).lower(),
@@ -132,6 +132,52 @@ def test_node_without_gpus_and_stale_heartbeat_lose_labels(
         assert operator.metric("maxtune_stale_profiles") >= 2
     finally:
         delete_quietly(kube, f"{POLICIES}/default")
+
+
+def _heartbeat_lease(kube: Kube, namespace: str, node: str, renewed: datetime) -> None:
+    """What an agent writes every round (maxtune.agent.kube.KubeSink._renew)."""
+    body = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": node, "labels": {"maxtune.io/agent-heartbeat": "true"}},
+        "spec": {
+            "holderIdentity": node,
+            "leaseDurationSeconds": 180,
+            "renewTime": renewed.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        },
+    }
+    kube.request("POST", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases", body=body)
+
+
+def test_liveness_is_the_agents_lease_or_an_old_agents_profile_heartbeat(
+    kube: Kube, operator: OperatorProcess, kwok_nodes: NodeFactory
+) -> None:
+    """A profile written long ago is current while its agent renews its Lease (new agents write
+    the profile only on change); a profile heartbeat alone still counts (agents of the
+    previous version, during a rolling upgrade); without either, the labels go."""
+    leased, legacy = kwok_nodes(2, prefix="h100")
+    policy = {
+        "apiVersion": "maxtune.io/v1alpha1",
+        "kind": "AutotunePolicy",
+        "metadata": {"name": "default"},
+        "spec": {"staleAfterSeconds": 30},
+    }
+    kube.request("POST", POLICIES, body=policy)
+    lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{operator.namespace}/leases/{leased}"
+    try:
+        long_ago = datetime.now(UTC) - timedelta(hours=2)
+        put_profile(kube, profile(leased, H100, heartbeat=long_ago))
+        assert maxtune_labels(kube, leased) == {}
+        _heartbeat_lease(kube, operator.namespace, leased, datetime.now(UTC))
+        labels_become(kube, leased, expected_labels(H100, "max-autotune", H100_CLASS))
+        put_profile(kube, profile(legacy, H100))  # heartbeat in the profile, no Lease
+        labels_become(kube, legacy, expected_labels(H100, "max-autotune", H100_CLASS))
+        kube.request("DELETE", lease_path)  # the agent stopped (its Lease went with it)
+        labels_become(kube, leased, {}, timeout_s=15)
+        assert maxtune_labels(kube, legacy) != {}
+    finally:
+        delete_quietly(kube, f"{POLICIES}/default")
+        delete_quietly(kube, lease_path)
 
 
 def test_profile_of_a_deleted_node_is_garbage_collected(
@@ -371,7 +417,8 @@ def test_status_mutate_and_cleanup_commands(
     import subprocess
 
     import yaml
-    from opplane import MAXTUNE
+
+    from maxtune_dev.testkit.operator import MAXTUNE
 
     node = kwok_nodes(1, prefix="st")[0]
     put_profile(kube, profile(node, H100))

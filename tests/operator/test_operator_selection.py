@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opkit import node
 
 from maxtune.operator.fleet import FleetState
 from maxtune.operator.quantity import parse_count
@@ -21,6 +20,7 @@ from maxtune.operator.selection import (
     requirement_matches,
     tolerates,
 )
+from maxtune_dev.testkit import node
 
 
 @pytest.mark.parametrize(
@@ -87,6 +87,10 @@ def test_cordoned_node_is_excluded_unless_tolerated() -> None:
         (2.5, 3),
         (float("inf"), None),
         ("1E3", 1000),
+        ("1e999999999", 1 << 31),  # bounded: never a million-digit integer
+        ("NaN", None),
+        ("Infinity", None),
+        (" 1", None),
     ],
 )
 def test_quantities(value: Any, expected: int | None) -> None:

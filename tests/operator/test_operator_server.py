@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from opcerts import make_ca, serial_of, write_pki
-from opkit import mixed_fleet, pod, review
 
 from maxtune.operator import server
 from maxtune.operator.metrics import Metrics
 from maxtune.operator.tls import CertReloader, server_context
+from maxtune_dev.testkit import mixed_fleet, pod, review
+from maxtune_dev.testkit.operator import make_ca, serial_of, write_pki
 
 
 def client_context(ca: Path, *, maximum: ssl.TLSVersion | None = None) -> ssl.SSLContext:

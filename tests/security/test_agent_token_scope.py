@@ -19,7 +19,8 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from maxtune.contract.names import GROUP, PROFILE_PLURAL, VERSION
-from maxtune.localplane import LocalPlane, wait_for
+from maxtune.kube import Kube, KubeError
+from maxtune_dev.localplane import LocalPlane, wait_for
 from tests.chart.conftest import GPU_PRESENT, Installer
 from tests.chart.localrun import kapi, pod_token, pods, token_client
 from tests.chart.profiles import BIG, SMALL, profile, status
@@ -154,5 +155,79 @@ def test_every_write_on_another_nodes_profile_is_refused(
             try:
                 admin.delete_cluster_custom_object(*P, name)
             except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+
+def _lease(name: str, namespace: str, renew: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"maxtune.io/agent-heartbeat": "true"},
+        },
+        "spec": {"holderIdentity": name, "leaseDurationSeconds": 180, "renewTime": renew},
+    }
+
+
+def _refused_json(call: Callable[[], Any]) -> tuple[int, str]:
+    with pytest.raises(KubeError) as caught:
+        call()
+    return caught.value.status, caught.value.message
+
+
+def test_an_agent_renews_only_its_own_nodes_heartbeat_lease(
+    plane: LocalPlane, k8s: ApiClient, install: Installer, kwok_nodes: NodeFactory
+) -> None:
+    """Heartbeats are Leases (named after the node, in the release namespace): a stolen agent
+    token must not keep another node's labels alive, nor end them by deleting its Lease."""
+    mine, other = kwok_nodes(2, labels=GPU_PRESENT)
+    release = install()
+    _policies_enforced(plane, k8s, release, mine)
+    ns = release.namespace
+    leases = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+    admin = Kube(k8s.configuration)
+    old = "2026-01-01T00:00:00.000000Z"
+    admin.request("POST", leases, body=_lease(other, ns, old))
+    try:
+        with token_client(plane, pod_token(k8s, _agent_on(k8s, release, mine))) as api:
+            agent = Kube(api.configuration)
+            current = agent.request("GET", f"{leases}/{other}")  # reading is harmless
+            fresh = "2026-12-01T00:00:00.000000Z"
+            renewed = _lease(other, ns, fresh)
+            renewed["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            elsewhere = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+            attempts: dict[str, Callable[[], Any]] = {
+                "renew another node's Lease": lambda: agent.request(
+                    "PUT", f"{leases}/{other}", body=renewed
+                ),
+                "create a Lease for a third node": lambda: agent.request(
+                    "POST", leases, body=_lease("gpu-nonexistent", ns, fresh)
+                ),
+                "delete another node's Lease": lambda: agent.request("DELETE", f"{leases}/{other}"),
+                "a Lease in another namespace": lambda: agent.request(
+                    "POST", elsewhere, body=_lease(mine, "default", fresh)
+                ),
+            }
+            seen = {what: _refused_json(call) for what, call in attempts.items()}
+            for what in ("renew another node's Lease", "create a Lease for a third node"):
+                code, body = seen[what]
+                assert code == 403 and f"may write only Lease {mine}, not" in body, (what, body)
+            for what in ("delete another node's Lease", "a Lease in another namespace"):
+                code, body = seen[what]
+                assert (code, _layer(body)) == (403, "RBAC"), (what, body[:300])
+            # Its own Lease: created and renewed (what the agent does every round).
+            own = agent.request("POST", leases, body=_lease(mine, ns, fresh))
+            own["spec"]["renewTime"] = "2026-12-01T00:01:00.000000Z"
+            agent.request("PUT", f"{leases}/{mine}", body=own)
+        after = admin.request("GET", f"{leases}/{other}")
+        assert after["spec"]["renewTime"] == old
+    finally:
+        for name in (mine, other):
+            try:
+                admin.request("DELETE", f"{leases}/{name}")
+            except KubeError as exc:
                 if exc.status != 404:
                     raise

@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiClient
 
-from maxtune.localplane import LocalPlane, wait_for
+from maxtune_dev.localplane import LocalPlane, wait_for
 from tests.chart.conftest import GPU_PRESENT, Installer
 from tests.chart.localrun import kapi, pod_token, pods, token_client, unbound_token
 from tests.chart.rbac import EXPECTED

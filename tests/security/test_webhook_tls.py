@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from maxtune_dev.testkit import operator as operatorkit
 from tests.faults.conftest import OperatorFactory
-from tests.faults.reuse import opcerts, opplane
 
 pytestmark = [pytest.mark.plane]
 
@@ -62,7 +62,7 @@ def refused(port: int, context: ssl.SSLContext) -> bool:
 
 
 @pytest.fixture(scope="module")
-def operator(operators: OperatorFactory) -> Iterator[opplane.OperatorProcess]:
+def operator(operators: OperatorFactory) -> Iterator[operatorkit.OperatorProcess]:
     op = operators(identity="op-tls", lease="tls-labeller")
     op.start()
     yield op
@@ -72,7 +72,7 @@ def operator(operators: OperatorFactory) -> Iterator[opplane.OperatorProcess]:
 @pytest.fixture(scope="module")
 def permissive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     """A server that accepts anything, to prove the client side can offer old TLS and CBC."""
-    pki = opcerts.write_pki(tmp_path_factory.mktemp("permissive"))
+    pki = operatorkit.write_pki(tmp_path_factory.mktemp("permissive"))
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -108,7 +108,7 @@ def test_the_client_can_offer_what_the_webhook_must_refuse(permissive: tuple[int
 
 
 def test_old_tls_and_cbc_are_refused_modern_tls_is_served(
-    operator: opplane.OperatorProcess,
+    operator: operatorkit.OperatorProcess,
 ) -> None:
     port, ca = operator.webhook_port, operator.pki.ca_cert
     for version in OLD:
@@ -120,11 +120,11 @@ def test_old_tls_and_cbc_are_refused_modern_tls_is_served(
     )
     assert handshake(port, ssl.create_default_context(cafile=str(ca)))[0] == "TLSv1.3"
     # A client that trusts another CA does not get through: the certificate is the given one.
-    other = opcerts.write_pki(operator.log_path.parent / "other-ca")
+    other = operatorkit.write_pki(operator.log_path.parent / "other-ca")
     assert refused(port, ssl.create_default_context(cafile=str(other.ca_cert)))
 
 
-def test_plain_http_gets_no_admission_review(operator: opplane.OperatorProcess) -> None:
+def test_plain_http_gets_no_admission_review(operator: operatorkit.OperatorProcess) -> None:
     request = (
         b"POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"

@@ -46,7 +46,15 @@ def register(subparsers: Any) -> None:
         "serve /metrics, /healthz and /readyz.",
     )
     agent.add_argument("--node-name", default=os.environ.get("NODE_NAME"), help="env NODE_NAME")
-    agent.add_argument("--kubeconfig", help="default: in-cluster config, then ~/.kube/config")
+    agent.add_argument(
+        "--kubeconfig", help="default: in-cluster config, then $KUBECONFIG, then ~/.kube/config"
+    )
+    agent.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE"),
+        help="heartbeat through a Lease named after the node in this namespace (env "
+        "POD_NAMESPACE; the chart sets it); without it the heartbeat patches the profile",
+    )
     agent.add_argument("--level", choices=LEVEL_CHOICES, default="full")
     agent.add_argument("--simulate", type=Path, metavar="FLEET_FILE")
     agent.add_argument("--metrics-host", default="0.0.0.0")
@@ -159,7 +167,11 @@ def run_agent(args: argparse.Namespace) -> int:
         return _fail("agent", str(exc))
     sink: Sink
     try:
-        sink = FileSink(args.profile_file) if args.profile_file else _kube_sink(args.kubeconfig)
+        sink = (
+            FileSink(args.profile_file)
+            if args.profile_file
+            else _kube_sink(args.kubeconfig, args.lease_namespace, args.interval)
+        )
     except PublishError as exc:
         return _fail("agent", str(exc))
     metrics = AgentMetrics(args.node_name)
@@ -206,7 +218,9 @@ def run_agent(args: argparse.Namespace) -> int:
         backend.close()
 
 
-def _kube_sink(kubeconfig: str | None) -> Any:
+def _kube_sink(kubeconfig: str | None, lease_namespace: str | None, interval: float) -> Any:
     from maxtune.agent.kube import KubeSink  # noqa: PLC0415 - runs without a cluster skip it
 
-    return KubeSink.from_kubeconfig(kubeconfig)
+    return KubeSink.from_kubeconfig(
+        kubeconfig, lease_namespace=lease_namespace, lease_seconds=int(max(60, 3 * interval))
+    )

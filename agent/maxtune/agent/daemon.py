@@ -35,9 +35,10 @@ from maxtune.agent.profile import (
     fingerprint,
     local_policy_spec,
 )
-from maxtune.agent.publish import Backoff, PublishError, Sink
+from maxtune.agent.publish import PublishError, Sink
 from maxtune.contract.models import Measurements, PolicySpec, ProfileStatus
 from maxtune.contract.policy import torch_rule
+from maxtune.retry import Backoff
 
 log = logging.getLogger("maxtune.agent")
 

@@ -1,135 +1,140 @@
-"""`KubeSink`: the node's GPUNodeProfile through the API server, official client only.
+"""`KubeSink`: the node's GPUNodeProfile and heartbeat Lease through the API server.
 
-Get the profile, create it when missing (spec only: status is a subresource),
-then replace its status under the object's resourceVersion; read
-AutotunePolicies for the torch rule. Every call has a short timeout and
-urllib3's own retries are off, so the agent's `Backoff` decides when to try
-again. A separate module so that runs without a cluster (probe, file sink) do
-not need the `kubernetes` package at all.
+The profile's status is written when it changes (new measurements, inventory,
+conditions), by GET (or create: spec only, status is a subresource) and a PUT
+of the whole status under the object's resourceVersion. Liveness goes through
+a coordination.k8s.io Lease named after the node in the release namespace,
+renewed every round, as kubelets do for nodes: a Lease is a few hundred bytes
+where a profile is ~9 KB, so a steady fleet costs the API server almost
+nothing (docs/benchmarks/fleet.md). Without a Lease namespace (an agent run
+outside the chart), the heartbeat is a merge patch of the profile's
+`status.heartbeatTime` instead, as agents before 0.2 did.
+
+Every call goes through the one client (maxtune.kube) with a short timeout and
+no retries of its own: the agent's Backoff decides when to try again.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
-
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
 
 from maxtune.agent.publish import PublishError, readable_profile
 from maxtune.cli.version import VERSION as MAXTUNE_VERSION
 from maxtune.contract.models import AutotunePolicy, GPUNodeProfile, PolicySpec, ProfileStatus
-from maxtune.contract.names import GROUP, POLICY_PLURAL, PROFILE_PLURAL, VERSION
+from maxtune.contract.names import (
+    GROUP,
+    LABEL_AGENT_LEASE,
+    POLICY_PLURAL,
+    PROFILE_PLURAL,
+    VERSION,
+)
 from maxtune.contract.policy import cluster_policy
+from maxtune.kube import MERGE_PATCH, ConfigError, Kube, KubeError, load_configuration
 
 REQUEST_TIMEOUT: Final = (3.0, 10.0)  # connect, read (seconds)
-MERGE_PATCH: Final = "application/merge-patch+json"
+PROFILES: Final = f"/apis/{GROUP}/{VERSION}/{PROFILE_PLURAL}"
+log = logging.getLogger("maxtune.agent")
+POLICIES: Final = f"/apis/{GROUP}/{VERSION}/{POLICY_PLURAL}"
 
 
-def _body(status: ProfileStatus) -> dict[str, Any]:
-    return status.wire()
+def _micro_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class KubeSink:
-    """The node's GPUNodeProfile through the real API server.
+    """The node's GPUNodeProfile (on change) and heartbeat Lease (every round)."""
 
-    Most rounds change nothing but the heartbeat. Those send one merge patch of
-    `status.heartbeatTime`, conditional on the resourceVersion of this sink's own last
-    write, instead of a GET and a PUT of the whole status: half the requests, and 10-20%
-    less API server CPU per heartbeat (`benchmarks.heartbeatcost`, figures in
-    docs/benchmarks/webhook.md). Anyone else's
-    write in between (409) or a deleted profile (404) sends the whole status again, so
-    a hand edit never outlives the next round.
-    """
-
-    def __init__(self, api_client: Any) -> None:
-
-        self._api = client.CustomObjectsApi(api_client)
-        self._host = str(getattr(api_client.configuration, "host", "?"))
+    def __init__(
+        self, kube: Kube, *, lease_namespace: str | None = None, lease_seconds: int = 300
+    ) -> None:
+        self.kube = kube
+        self.lease_namespace = lease_namespace or None
+        self.lease_seconds = lease_seconds
         self._written: dict[str, Any] | None = None  # our last status, heartbeat aside
         self._version: str | None = None  # the resourceVersion our last write produced
-        self.writes: Counter[str] = Counter()  # "status" / "heartbeat": the path each took
+        self._lease: dict[str, Any] | None = None  # the Lease as our last write left it
+        self._owner: dict[str, Any] | None = None  # the Node, as the Lease's owner
+        self.writes: Counter[str] = Counter()  # status / heartbeat / lease: the path each took
 
     @property
     def description(self) -> str:
-        return f"API server {self._host}"
+        where = f", heartbeat Lease in {self.lease_namespace}" if self.lease_namespace else ""
+        return f"API server {self.kube.host}{where}"
 
     @classmethod
-    def from_kubeconfig(cls, kubeconfig: str | None) -> KubeSink:
-        """The given kubeconfig, else in-cluster config, else ~/.kube/config."""
-
-        configuration = client.Configuration()
+    def from_kubeconfig(
+        cls,
+        kubeconfig: str | Path | None,
+        *,
+        lease_namespace: str | None = None,
+        lease_seconds: int = 300,
+    ) -> KubeSink:
+        """maxtune.kube's loader: --kubeconfig, in-cluster, $KUBECONFIG, ~/.kube/config."""
         try:
-            if kubeconfig:
-                config.load_kube_config(  # type: ignore[no-untyped-call]
-                    config_file=kubeconfig, client_configuration=configuration
-                )
-            else:
-                try:
-                    config.load_incluster_config(  # type: ignore[no-untyped-call]
-                        client_configuration=configuration
-                    )
-                except config.ConfigException:
-                    config.load_kube_config(  # type: ignore[no-untyped-call]
-                        client_configuration=configuration
-                    )
-        except (config.ConfigException, OSError) as exc:
+            configuration = load_configuration(kubeconfig)
+        except ConfigError as exc:
             raise PublishError(
-                f"no cluster configuration ({exc}); pass --kubeconfig, run in a pod, or "
-                "use --profile-file to write the profile to a file",
-                retry=False,
+                f"{exc} (or use --profile-file to write the profile to a file)", retry=False
             ) from None
-        configuration.retries = 0  # our Backoff decides
-        api_client = client.ApiClient(configuration)
-        api_client.user_agent = f"maxtune-agent/{MAXTUNE_VERSION}"  # named in audit logs
-        return cls(api_client)
+        kube = Kube(
+            configuration, user_agent=f"maxtune-agent/{MAXTUNE_VERSION}", timeout=REQUEST_TIMEOUT
+        )
+        return cls(kube, lease_namespace=lease_namespace, lease_seconds=lease_seconds)
 
     def _call(
-        self, what: str, fn: Any, *args: Any, passthrough: tuple[int, ...] = (404,), **kwargs: Any
+        self,
+        what: str,
+        method: str,
+        path: str,
+        *,
+        passthrough: tuple[int, ...] = (404,),
+        **kwargs: Any,
     ) -> Any:
-        """`fn` with our timeout; answers in `passthrough` come back as ApiException, every
-        other failure as a PublishError that says what was tried and whether to retry."""
+        """One request; statuses in `passthrough` come back as KubeError, every other failure
+        as a PublishError that says what was tried and whether to retry."""
         try:
-            return fn(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
-        except ApiException as exc:
+            return self.kube.request(method, path, **kwargs)
+        except KubeError as exc:
             if exc.status in passthrough:
                 raise
-            retry = exc.status in (409, 429) or (exc.status or 0) >= 500
-            detail = _api_message(exc)
-            raise PublishError(f"{what}: HTTP {exc.status}: {detail}", retry=retry) from None
-        except (HTTPError, OSError) as exc:
+            if exc.status == 0:
+                message = f"{what}: API server unreachable: {exc.reason}"
+                raise PublishError(message, retry=True) from None
+            detail = exc.message[:600] or exc.reason
             raise PublishError(
-                f"{what}: API server unreachable: {type(exc).__name__}", retry=True
+                f"{what}: HTTP {exc.status}: {detail}", retry=exc.retryable
             ) from None
 
-    def read(self, node: str) -> GPUNodeProfile | None:
+    # ------------------------------------------------------------ the profile
 
+    def read(self, node: str) -> GPUNodeProfile | None:
         try:
-            obj = self._call(
-                f"get gpunodeprofile {node}",
-                self._api.get_cluster_custom_object,
-                GROUP,
-                VERSION,
-                PROFILE_PLURAL,
-                node,
-            )
-        except ApiException:  # 404
+            obj = self._call(f"get gpunodeprofile {node}", "GET", f"{PROFILES}/{node}")
+        except KubeError:  # 404
             return None
         return readable_profile(obj, f"GPUNodeProfile {node}")
 
     def write(self, node: str, status: ProfileStatus) -> None:
-
-        body = _body(status)
+        body = status.wire()
         steady = {k: v for k, v in body.items() if k != "heartbeatTime"}
-        if steady == self._written and self._heartbeat(node, body.get("heartbeatTime")):
-            self.writes["heartbeat"] += 1
-            return
-        self._written = self._version = None
-        self._version = self._write_status(node, body)
-        self._written = steady
-        self.writes["status"] += 1
+        if steady != self._written:
+            self._written = self._version = None
+            self._version = self._write_status(node, body)
+            self._written = steady
+            self.writes["status"] += 1
+        elif self.lease_namespace is None:
+            if not self._heartbeat(node, body.get("heartbeatTime")):
+                self._version = self._write_status(node, body)
+                self.writes["status"] += 1
+            else:
+                self.writes["heartbeat"] += 1
+        if self.lease_namespace is not None:
+            self._renew(node)
+            self.writes["lease"] += 1
 
     def _heartbeat(self, node: str, beat: object) -> bool:
         """Only the heartbeat moved: patch it if our last write is still the latest."""
@@ -139,16 +144,13 @@ class KubeSink:
         try:
             obj = self._call(
                 f"patch gpunodeprofile {node} heartbeat",
-                self._api.patch_cluster_custom_object_status,
-                GROUP,
-                VERSION,
-                PROFILE_PLURAL,
-                node,
-                patch,
+                "PATCH",
+                f"{PROFILES}/{node}/status",
+                body=patch,
+                content_type=MERGE_PATCH,
                 passthrough=(404, 409),
-                _content_type=MERGE_PATCH,
             )
-        except ApiException:  # gone, or written by someone else since
+        except KubeError:  # gone, or written by someone else since
             return False
         self._version = _resource_version(obj)
         return self._version is not None
@@ -156,15 +158,8 @@ class KubeSink:
     def _write_status(self, node: str, body: dict[str, Any]) -> str | None:
         """GET (or create) the profile and PUT the whole status; the new resourceVersion."""
         try:
-            obj = self._call(
-                f"get gpunodeprofile {node}",
-                self._api.get_cluster_custom_object,
-                GROUP,
-                VERSION,
-                PROFILE_PLURAL,
-                node,
-            )
-        except ApiException:  # 404: first publish from this node
+            obj = self._call(f"get gpunodeprofile {node}", "GET", f"{PROFILES}/{node}")
+        except KubeError:  # 404: first publish from this node
             new = {
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": "GPUNodeProfile",
@@ -172,15 +167,8 @@ class KubeSink:
                 "spec": {"nodeName": node},
             }
             try:
-                obj = self._call(
-                    f"create gpunodeprofile {node}",
-                    self._api.create_cluster_custom_object,
-                    GROUP,
-                    VERSION,
-                    PROFILE_PLURAL,
-                    new,
-                )
-            except ApiException as exc:  # pragma: no cover - 404 on create means no CRD
+                obj = self._call(f"create gpunodeprofile {node}", "POST", PROFILES, body=new)
+            except KubeError as exc:  # 404 on create: the CRD is not installed
                 raise PublishError(
                     "the GPUNodeProfile CRD is not installed (create answered 404)", retry=True
                 ) from exc
@@ -188,28 +176,83 @@ class KubeSink:
         try:
             written = self._call(
                 f"update gpunodeprofile {node} status",
-                self._api.replace_cluster_custom_object_status,
-                GROUP,
-                VERSION,
-                PROFILE_PLURAL,
-                node,
-                obj,
+                "PUT",
+                f"{PROFILES}/{node}/status",
+                body=obj,
             )
-        except ApiException as exc:  # deleted between get and replace
+        except KubeError as exc:  # deleted between get and replace
             raise PublishError(f"profile {node} vanished while updating", retry=True) from exc
         return _resource_version(written)
 
-    def policy(self) -> PolicySpec | None:
+    # ------------------------------------------------------------ the heartbeat Lease
 
+    def _lease_path(self, node: str) -> str:
+        return f"/apis/coordination.k8s.io/v1/namespaces/{self.lease_namespace}/leases/{node}"
+
+    def _renew(self, node: str) -> None:
+        """PUT the Lease we last wrote with a new renewTime; on a conflict or a missing
+        Lease, read it (or create it) and write again. One small request per round."""
+        spec = {
+            "holderIdentity": node,
+            "leaseDurationSeconds": self.lease_seconds,
+            "renewTime": _micro_time(datetime.now(UTC)),
+        }
+        path = self._lease_path(node)
+        if self._lease is not None:
+            lease = {**self._lease, "spec": {**self._lease.get("spec", {}), **spec}}
+            try:
+                self._lease = self._call(
+                    f"renew lease {node}", "PUT", path, body=lease, passthrough=(404, 409)
+                )
+                return
+            except KubeError:
+                self._lease = None
         try:
-            listed = self._call(
-                "list autotunepolicies",
-                self._api.list_cluster_custom_object,
-                GROUP,
-                VERSION,
-                POLICY_PLURAL,
-            )
-        except ApiException:  # 404: CRD not installed; built-in policy
+            current = self._call(f"get lease {node}", "GET", path)
+        except KubeError:  # 404: the first round of this node's agent
+            metadata: dict[str, Any] = {
+                "name": node,
+                "namespace": self.lease_namespace,
+                "labels": {LABEL_AGENT_LEASE: "true", "app.kubernetes.io/managed-by": "maxtune"},
+            }
+            owner = self._node_owner(node)
+            if owner is not None:
+                metadata["ownerReferences"] = [owner]
+            new = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": metadata,
+                "spec": {**spec, "acquireTime": spec["renewTime"]},
+            }
+            collection = path.rsplit("/", 1)[0]
+            self._lease = self._call(f"create lease {node}", "POST", collection, body=new)
+            return
+        current["spec"] = {**(current.get("spec") or {}), **spec}
+        labels = current.setdefault("metadata", {}).setdefault("labels", {})
+        labels[LABEL_AGENT_LEASE] = "true"
+        self._lease = self._call(f"renew lease {node}", "PUT", path, body=current)
+
+    def _node_owner(self, node: str) -> dict[str, Any] | None:
+        """The Node as the Lease's owner, so the garbage collector deletes the Lease with the
+        node (as kubelets' node Leases are); none when the Node cannot be read."""
+        if self._owner is None:
+            try:
+                found = self._call(f"get node {node}", "GET", f"/api/v1/nodes/{node}")
+            except (KubeError, PublishError) as exc:
+                log.warning("node %s not readable (%s): its Lease gets no owner", node, exc)
+                return None
+            uid = (found.get("metadata") or {}).get("uid")
+            if not uid:
+                return None
+            self._owner = {"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid}
+        return self._owner
+
+    # ------------------------------------------------------------ policies
+
+    def policy(self) -> PolicySpec | None:
+        try:
+            listed = self._call("list autotunepolicies", "GET", POLICIES)
+        except KubeError:  # 404: CRD not installed; built-in policy
             return None
         policies = []
         for item in listed.get("items", []):
@@ -224,10 +267,3 @@ def _resource_version(obj: object) -> str | None:
     meta = obj.get("metadata") if isinstance(obj, dict) else None
     version = meta.get("resourceVersion") if isinstance(meta, dict) else None
     return version if isinstance(version, str) and version else None
-
-
-def _api_message(exc: Any) -> str:
-    try:
-        return str(json.loads(exc.body).get("message", exc.reason))[:600]
-    except (TypeError, ValueError, AttributeError):
-        return str(exc.reason)

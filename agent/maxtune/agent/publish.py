@@ -2,7 +2,7 @@
 
 Two sinks share one small protocol: `KubeSink` (maxtune.agent.kube, the API
 server, the real thing) and `FileSink` (a local file, for runs without a
-cluster such as benchmarks on a bare GPU machine). `Backoff` paces retries.
+cluster such as benchmarks on a bare GPU machine). Retries are paced by maxtune.kube.Backoff.
 
 AGENT_RBAC_RULES is the whole of what the agent may do; the chart's ClusterRole
 and a test derive from this one constant.
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -29,6 +27,12 @@ AGENT_RBAC_RULES: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
     (GROUP, PROFILE_PLURAL, ("get", "create")),
     (GROUP, f"{PROFILE_PLURAL}/status", ("get", "update", "patch")),
     (GROUP, POLICY_PLURAL, ("get", "list", "watch")),
+    ("", "nodes", ("get",)),  # its own Node's uid: the owner of its heartbeat Lease
+)
+# The heartbeat Lease, in the release namespace only (the chart's Role). Which Lease is the
+# agent-profile guard's to say: only the one named after the node in the agent's token.
+AGENT_LEASE_RULES: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
+    ("coordination.k8s.io", "leases", ("get", "create", "update")),
 )
 
 
@@ -68,28 +72,6 @@ class Sink(Protocol):
 
     @property
     def description(self) -> str: ...
-
-
-@dataclass
-class Backoff:
-    """Capped exponential backoff with jitter: a delay in [ceiling/2, ceiling].
-
-    Half the ceiling is always waited (no hammering a recovering API server),
-    the other half is random (a DaemonSet's agents do not retry in lock-step).
-    """
-
-    base_s: float = 0.5
-    cap_s: float = 30.0
-    attempt: int = 0
-    rng: random.Random | None = None
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap_s, self.base_s * (2**self.attempt))
-        self.attempt = min(self.attempt + 1, 30)
-        return (self.rng or random).uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class FileSink:

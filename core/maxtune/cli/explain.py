@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from maxtune.cli.errors import CliError, positive_int
 from maxtune.contract import gate
 
 
@@ -15,7 +16,9 @@ def register(subparsers: Any) -> None:
         help="verdict for a hypothetical GPU",
         description="Would torch's max-autotune GEMM gate (is_big_gpu) pass for this GPU?",
     )
-    parser.add_argument("--sm-count", type=int, required=True, help="multiprocessors (CUs, Xe)")
+    parser.add_argument(
+        "--sm-count", type=positive_int, required=True, help="multiprocessors (CUs, Xe cores)"
+    )
     parser.add_argument("--vendor", choices=[v.value for v in gate.Vendor], default="nvidia")
     parser.add_argument("--arch-major", type=int, help="ROCm gfx major version (AMD only)")
     parser.add_argument(
@@ -29,8 +32,6 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     torch_version = args.torch or gate.default_torch_version()
-    if args.sm_count < 0:
-        raise SystemExit("maxtune explain: --sm-count must be >= 0")
     try:
         result = gate.verdict(
             sm_count=args.sm_count,
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             arch_major=args.arch_major,
         )
     except gate.TorchVersionError as exc:
-        raise SystemExit(f"maxtune explain: {exc}") from None
+        raise CliError(str(exc)) from None
     if args.json:
         print(
             json.dumps(

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from maxtune.cli import version
+from maxtune.cli.errors import CliError, Parser, fail
 
 # Modules that define `register(subparsers: argparse._SubParsersAction) -> None`.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -21,12 +22,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "maxtune.cli.crds",
     "maxtune.agent.cli",
     "maxtune.operator.cli",
-    "maxtune.demo.cli",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="maxtune",
         description="Kubernetes GPU scheduling advisor for torch.compile max-autotune.",
     )
@@ -39,10 +39,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    prog = f"maxtune {args.command}"
     try:
         code: int = args.handler(args)
     except KeyboardInterrupt:
         return 130
+    except CliError as exc:
+        return fail(prog, exc, 2)
+    except Exception as exc:
+        # The cluster client is imported only by commands that use it (`explain` stays
+        # instant): if it is not loaded, the error cannot be one of its own.
+        kube = sys.modules.get("maxtune.kube")
+        if kube is not None and isinstance(exc, kube.ConfigError):
+            return fail(prog, exc, 2)
+        if kube is not None and isinstance(exc, kube.KubeError):
+            return fail(prog, f"the cluster could not be read or written: {exc}", 1)
+        raise
     return code
 
 

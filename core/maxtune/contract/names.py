@@ -35,6 +35,11 @@ INJECT_POD_ON: Final = "true"
 INJECT_POD_OFF: Final = "false"
 INJECT_NAMESPACE_ON: Final = "enabled"
 
+# Agents' heartbeats: one coordination.k8s.io Lease per GPU node, named after the node, in the
+# release namespace, renewed every agent interval (the profile is written only on change).
+LABEL_AGENT_LEASE: Final = f"{PREFIX}agent-heartbeat"
+AGENT_LEASE_SELECTOR: Final = f"{LABEL_AGENT_LEASE}=true"
+
 # Where the webhook explains itself on the pod.
 ANNOTATION_DECISION: Final = f"{PREFIX}decision"
 

@@ -13,9 +13,12 @@ import logging
 import time
 from typing import IO
 
-from maxtune.operator.kube import MERGE_PATCH, NODES, Kube, KubeError
+from maxtune.kube import MERGE_PATCH, Kube, KubeError
+from maxtune.operator.events import NODES
 from maxtune.operator.labeller import label_patch
+from maxtune.operator.offline import USER_AGENT
 from maxtune.operator.records import read_node
+from maxtune.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +26,7 @@ log = logging.getLogger(__name__)
 def remove_all_labels(kube: Kube, *, dry_run: bool = False, attempts: int = 3) -> tuple[int, int]:
     """(nodes cleaned, nodes that failed)."""
     cleaned = failed = 0
-    for page in kube.list_pages(NODES):
+    for page, _ in kube.list_pages(NODES):
         for body in page:
             node = read_node(body)
             if node is None:
@@ -35,6 +38,7 @@ def remove_all_labels(kube: Kube, *, dry_run: bool = False, attempts: int = 3) -
                 log.info("would remove %s from %s", ", ".join(sorted(patch)), node.name)
                 cleaned += 1
                 continue
+            backoff = Backoff(base_s=0.5, cap_s=4.0)
             for attempt in range(attempts):
                 try:
                     kube.request(
@@ -52,23 +56,20 @@ def remove_all_labels(kube: Kube, *, dry_run: bool = False, attempts: int = 3) -
                         log.error("cannot remove labels from %s: %s", node.name, exc)
                         failed += 1
                     else:
-                        time.sleep(0.5 * 2**attempt)
+                        time.sleep(backoff.next_delay())
     return cleaned, failed
 
 
 def cleanup_command(args: argparse.Namespace, out: IO[str]) -> int:
     """Remove, wait, remove again: a labeller still inside its termination grace may relabel."""
-    try:
-        kube = Kube.connect(args.kubeconfig)
-        cleaned, failed = remove_all_labels(kube, dry_run=args.dry_run)
-        if not args.dry_run and args.settle_seconds > 0:
-            time.sleep(args.settle_seconds)
-            again, failed_again = remove_all_labels(kube)
-            if again:
-                log.info("%d node(s) were relabelled meanwhile; removed again", again)
-            failed += failed_again
-    except KubeError as exc:
-        raise SystemExit(f"maxtune cleanup: cannot reach the cluster: {exc}") from None
+    kube = Kube.connect(args.kubeconfig, user_agent=USER_AGENT)
+    cleaned, failed = remove_all_labels(kube, dry_run=args.dry_run)
+    if not args.dry_run and args.settle_seconds > 0:
+        time.sleep(args.settle_seconds)
+        again, failed_again = remove_all_labels(kube)
+        if again:
+            log.info("%d node(s) were relabelled meanwhile; removed again", again)
+        failed += failed_again
     verb = "would remove" if args.dry_run else "removed"
     out.write(f"{verb} maxtune.io/ labels from {cleaned} node(s)")
     out.write(f"; {failed} failed\n" if failed else "\n")

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from maxtune.cli.errors import CliError
+
 
 def register(subparsers: Any) -> None:
     _register_operator(subparsers)
@@ -57,10 +59,10 @@ def _register_operator(subparsers: Any) -> None:
     p.add_argument("--renew-deadline-seconds", type=float, default=10.0)
     p.add_argument("--retry-period-seconds", type=float, default=2.0)
     p.add_argument(
-        "--relist-seconds",
-        type=float,
-        default=300.0,
-        help="full relist period, to catch deletions a reconnecting watch missed",
+        "--watch-seconds",
+        type=int,
+        default=300,
+        help="how long the API server keeps one watch open before the informer resumes it",
     )
     p.add_argument(
         "--orphan-grace-seconds",
@@ -87,7 +89,7 @@ def _run_operator(args: argparse.Namespace) -> int:
     )
     for path in (args.tls_cert_file, args.tls_key_file):
         if not path.is_file():
-            raise SystemExit(f"maxtune operator: TLS file {path} does not exist")
+            raise CliError(f"TLS file {path} does not exist")
     config = OperatorConfig(
         tls_cert_file=args.tls_cert_file,
         tls_key_file=args.tls_key_file,
@@ -103,30 +105,23 @@ def _run_operator(args: argparse.Namespace) -> int:
         lease_duration=args.lease_duration_seconds,
         renew_deadline=args.renew_deadline_seconds,
         retry_period=args.retry_period_seconds,
-        relist_seconds=args.relist_seconds,
+        watch_seconds=args.watch_seconds,
         orphan_grace_seconds=args.orphan_grace_seconds,
         tls_reload_seconds=args.tls_reload_seconds,
         label_concurrency=args.label_concurrency,
         shutdown_grace_seconds=args.shutdown_grace_seconds,
     )
     if config.leader_election and not config.namespace:
-        raise SystemExit("maxtune operator: --leader-election needs --namespace or POD_NAMESPACE")
+        raise CliError("--leader-election needs --namespace (or POD_NAMESPACE)")
     import ssl  # noqa: PLC0415
-
-    from kubernetes.config import ConfigException  # noqa: PLC0415
 
     from maxtune.operator.tls import server_context  # noqa: PLC0415
 
     try:
         server_context(config.tls_cert_file, config.tls_key_file)
     except (ssl.SSLError, OSError) as exc:
-        raise SystemExit(
-            f"maxtune operator: cannot load the TLS certificate and key: {exc}"
-        ) from None
-    try:
-        return run(config)
-    except ConfigException as exc:
-        raise SystemExit(f"maxtune operator: no usable cluster configuration: {exc}") from None
+        raise CliError(f"cannot load the TLS certificate and key: {exc}") from None
+    return run(config)
 
 
 # ---------------------------------------------------------------- mutate
@@ -162,7 +157,7 @@ def _run_mutate(args: argparse.Namespace) -> int:
     try:
         return mutate_command(args, sys.stdout)
     except MutateError as exc:
-        raise SystemExit(f"maxtune mutate: {exc}") from None
+        raise CliError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- status and cleanup

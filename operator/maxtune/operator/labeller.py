@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from maxtune.contract.names import PREFIX
+from maxtune.kube import MERGE_PATCH, Kube, KubeError
+from maxtune.operator.events import NODES, PROFILES
 from maxtune.operator.fleet import FleetState
-from maxtune.operator.kube import MERGE_PATCH, NODES, Kube, KubeError
 from maxtune.operator.metrics import Metrics
 from maxtune.operator.records import read_node
-from maxtune.operator.sync import PATHS
+from maxtune.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def sweep_interval(stale_after_seconds: float, orphan_grace_seconds: float = 60.
 
 @dataclass(slots=True)
 class _Retry:
-    attempts: int
+    backoff: Backoff
     due: float
 
 
@@ -165,7 +166,7 @@ class Labeller:
             self._retries.pop(name, None)
             record = read_node(answer) if isinstance(answer, Mapping) else None
             if record is not None:
-                self.fleet.upsert_node(record)
+                self.fleet.refresh_node(record)  # never brings back a node deleted meanwhile
             log.debug("labelled node %s: %s", name, patch)
         except KubeError as exc:
             if exc.status == 404:
@@ -181,11 +182,13 @@ class Labeller:
 
     def _failed(self, name: str, exc: Exception) -> None:
         self.metrics.reconcile_errors.inc()
-        previous = self._retries.get(name)
-        attempts = previous.attempts + 1 if previous else 1
-        delay = min(self.max_backoff, _BACKOFF_START * 2 ** (attempts - 1))
-        self._retries[name] = _Retry(attempts, self.clock() + delay)
-        log.warning("labelling node %s failed (%s); retry %d in %.1fs", name, exc, attempts, delay)
+        retry = self._retries.get(name)
+        backoff = retry.backoff if retry else Backoff(_BACKOFF_START, self.max_backoff)
+        delay = backoff.next_delay()
+        self._retries[name] = _Retry(backoff, self.clock() + delay)
+        log.warning(
+            "labelling node %s failed (%s); retry %d in %.1fs", name, exc, backoff.attempt, delay
+        )
 
     # ------------------------------------------------------------ periodic checks
 
@@ -202,6 +205,10 @@ class Labeller:
         self._collect_orphans(now)
 
     def _collect_orphans(self, now: float) -> None:
+        """A node gone for the grace period takes its profile with it.
+
+        (Its heartbeat Lease is the garbage collector's: the agent makes the Node its owner.)
+        """
         nodes = self.fleet.nodes
         for name, profile in self.fleet.profiles.items():
             if name in nodes:
@@ -224,9 +231,7 @@ class Labeller:
             "preconditions": {"uid": uid} if uid else {},
         }
         try:
-            await asyncio.to_thread(
-                self.kube.request, "DELETE", f"{PATHS['profile']}/{name}", body=body
-            )
+            await asyncio.to_thread(self.kube.request, "DELETE", f"{PROFILES}/{name}", body=body)
             self.metrics.orphan_profiles_deleted.inc()
             log.info("deleted GPUNodeProfile %s: its node is gone", name)
         except KubeError as exc:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from maxtune.operator.kube import Kube, KubeError
+from maxtune.kube import Kube, KubeError
 
 log = logging.getLogger(__name__)
 

@@ -75,6 +75,13 @@ class Metrics:
         )
         for result in RESULTS:
             self.admission_requests.labels(result)
+        self.watch_restarts = Counter(
+            "maxtune_watch_restarts",
+            "Informer watches that ended abnormally, by kind and why: 'gone' (410, relisted) "
+            "or 'error' (resumed after a backoff)",
+            ["kind", "reason"],
+            registry=r,
+        )
         self.reconcile_errors = Counter(
             "maxtune_reconcile_errors",
             "Failed API writes of the labeller (retried with backoff)",

@@ -8,7 +8,6 @@ cluster goes through the same listing code the operator primes itself with.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Iterable, Iterator
@@ -17,10 +16,12 @@ from typing import Any
 
 import yaml
 
+from maxtune.cli.version import VERSION
+from maxtune.kube import Kube
+from maxtune.operator.events import sources
 from maxtune.operator.fleet import FleetState
-from maxtune.operator.kube import Kube
+from maxtune.operator.informer import list_into
 from maxtune.operator.records import read_node, read_policy, read_profile
-from maxtune.operator.sync import prime
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -106,8 +107,12 @@ def fleet_from_profiles(directory: Path, policies: Iterable[Path] = ()) -> Fleet
     return fleet
 
 
+USER_AGENT = f"maxtune-cli/{VERSION}"
+
+
 def fleet_from_cluster(kube: Kube, policies: Iterable[Path] = ()) -> FleetState:
+    """Every kind listed once (agents' Leases in every namespace), plus policy files."""
     fleet = FleetState()
-    asyncio.run(prime(kube, fleet, attempts=1))
+    list_into(kube, fleet, sources(""))
     add_policies(fleet, policies)
     return fleet

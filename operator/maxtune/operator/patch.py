@@ -9,8 +9,7 @@ and running the webhook again over its own output yields no operation.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from maxtune.contract.names import ANNOTATION_DECISION
@@ -117,22 +116,3 @@ def _annotation_ops(pod: Mapping[str, Any], decision: Decision) -> list[Op]:
     return [
         {"op": "add", "path": f"/metadata/annotations/{escape(ANNOTATION_DECISION)}", "value": text}
     ]
-
-
-def apply_preview(pod: Mapping[str, Any], ops: Sequence[Op]) -> dict[str, Any]:
-    """The patched pod, for `maxtune mutate` (tests use the jsonpatch library instead)."""
-    result: Any = copy.deepcopy(dict(pod))
-    for op in ops:
-        tokens = [t.replace("~1", "/").replace("~0", "~") for t in op["path"].split("/")[1:]]
-        target = result
-        for token in tokens[:-1]:
-            target = target[int(token)] if isinstance(target, list) else target[token]
-        last = tokens[-1]
-        if isinstance(target, list):
-            if last == "-":
-                target.append(op["value"])
-            else:
-                target.insert(int(last), op["value"])
-        else:
-            target[last] = op["value"]
-    return dict(result)

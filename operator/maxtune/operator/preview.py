@@ -9,19 +9,21 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+import jsonpatch
 import yaml
 
 from maxtune.cli.version import VERSION
+from maxtune.kube import Kube
 from maxtune.operator.decision import Decision, decide
 from maxtune.operator.fleet import FleetState
-from maxtune.operator.kube import Kube, KubeError
 from maxtune.operator.offline import (
+    USER_AGENT,
     ManifestError,
     documents,
     fleet_from_cluster,
     fleet_from_profiles,
 )
-from maxtune.operator.patch import apply_preview, build
+from maxtune.operator.patch import build
 
 
 class MutateError(Exception):
@@ -61,11 +63,11 @@ def mutate_command(args: argparse.Namespace, out: IO[str]) -> int:
         if args.profiles is not None:
             fleet = fleet_from_profiles(args.profiles, args.policy)
         else:
-            fleet = fleet_from_cluster(Kube.connect(args.kubeconfig), args.policy)
+            fleet = fleet_from_cluster(
+                Kube.connect(args.kubeconfig, user_agent=USER_AGENT), args.policy
+            )
     except ManifestError as exc:
         raise MutateError(str(exc)) from None
-    except KubeError as exc:
-        raise MutateError(f"cannot read the cluster: {exc}") from None
     namespace = args.namespace or (pod.get("metadata") or {}).get("namespace") or "default"
     labels = parse_labels(args.namespace_labels)
     if args.namespace_labels or args.profiles is not None:
@@ -87,7 +89,7 @@ def render(
     )
     if isinstance(result, Decision):
         ops = build(pod, result)
-        patched = apply_preview(pod, ops)
+        patched = jsonpatch.apply_patch(pod, ops)  # RFC 6902, as the API server applies it
         decision: dict[str, Any] = json.loads(result.annotation())
     else:
         ops, patched = [], pod

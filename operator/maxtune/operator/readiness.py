@@ -21,10 +21,10 @@ from maxtune.contract.names import (
     LABEL_SM_COUNT,
     RESOURCE_GPU,
 )
+from maxtune.kube import Kube
 from maxtune.operator.fleet import FleetState
-from maxtune.operator.kube import Kube, KubeError
 from maxtune.operator.labeller import label_patch
-from maxtune.operator.offline import fleet_from_cluster
+from maxtune.operator.offline import USER_AGENT, fleet_from_cluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +125,7 @@ def summary(found: list[Row], fleet: FleetState) -> dict[str, object]:
 
 
 def status_command(args: argparse.Namespace, out: IO[str]) -> int:
-    try:
-        fleet = fleet_from_cluster(Kube.connect(args.kubeconfig))
-    except KubeError as exc:
-        raise SystemExit(f"maxtune status: cannot read the cluster: {exc}") from None
+    fleet = fleet_from_cluster(Kube.connect(args.kubeconfig, user_agent=USER_AGENT))
     found = rows(fleet, time.time())
     facts = summary(found, fleet)
     if args.json:

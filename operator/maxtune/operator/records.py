@@ -15,6 +15,7 @@ import logging
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -182,3 +183,26 @@ def read_policy(body: Mapping[str, Any]) -> AutotunePolicy | None:
 
 def namespace_opted_in(labels: Mapping[str, Any]) -> bool:
     return labels.get(LABEL_INJECT) == INJECT_NAMESPACE_ON
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    """An agent's heartbeat Lease: named after its node, renewed every agent interval."""
+
+    node_name: str
+    renewed: float | None  # POSIX seconds of spec.renewTime; None: never renewed
+
+
+def read_lease(body: Mapping[str, Any]) -> LeaseRecord | None:
+    meta = as_dict(body.get("metadata"))
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        return None
+    raw = as_dict(body.get("spec")).get("renewTime")
+    renewed: float | None = None
+    if isinstance(raw, str):
+        try:
+            renewed = datetime.fromisoformat(raw).timestamp()
+        except ValueError:
+            log.warning("Lease %s: renewTime %r is not a date-time", name, raw[:64])
+    return LeaseRecord(node_name=name, renewed=renewed)

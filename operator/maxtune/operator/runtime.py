@@ -1,12 +1,13 @@
 """`maxtune operator`: the webhook, the watches and the labeller, in one process.
 
-Every replica watches (kopf, on its own thread), keeps its own FleetState and
-serves the webhook from it; only the Lease holder runs the labeller. Start-up
-order: health and metrics first (the kubelet's probes can see us), then the
-webhook (it fails open until the first complete list is in), then the list,
-then leadership. Shutdown: not ready at once, keep answering admissions for a
-short grace (endpoints take a moment to drop us), stop the labeller, give the
-Lease back, stop kopf, close the servers.
+Every replica follows the cluster (one informer per kind, each on its own
+thread), keeps its own FleetState and serves the webhook from it; only the
+Lease holder runs the labeller. Start-up order: health and metrics first (the
+kubelet's probes can see us), then the webhook (it fails open until every
+kind's first list is in), then the informers, then leadership. Shutdown: not
+ready at once, keep answering admissions for a short grace (endpoints take a
+moment to drop us), stop the labeller, give the Lease back, stop the
+informers, close the servers.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import gc
 import logging
 import signal
 import sys
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,11 @@ from typing import Any
 from aiohttp import web
 
 from maxtune.cli.version import VERSION
-from maxtune.operator import server, sync
+from maxtune.kube import Kube
+from maxtune.operator import server
+from maxtune.operator.events import Kind, sources
 from maxtune.operator.fleet import FleetState
-from maxtune.operator.kube import Kube, KubeError
+from maxtune.operator.informer import Informer
 from maxtune.operator.labeller import Labeller
 from maxtune.operator.leader import LeaderElector
 from maxtune.operator.metrics import Metrics
@@ -54,7 +55,7 @@ class OperatorConfig:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
-    relist_seconds: float = 300.0
+    watch_seconds: int = 300
     orphan_grace_seconds: float = 60.0
     tls_reload_seconds: float = 10.0
     label_concurrency: int = 8
@@ -65,72 +66,18 @@ def freeze_heap() -> None:
     """Take what start-up built out of the cyclic garbage collector's full passes.
 
     After the first complete list the process holds tens of thousands of
-    long-lived objects per thousand nodes (the fleet's records, kopf's
-    per-object memories, modules). A full collection walks all of them while
+    long-lived objects per thousand nodes (the fleet's records, the views
+    derived from them, modules). A full collection walks all of them while
     holding the GIL, and the allocations of profile heartbeats trigger one
     every minute or so; no admission is answered meanwhile. In-process, a
-    2,000-node FleetState with kopf, aiohttp and kubernetes imported (91,504
-    tracked objects) took 25-27 ms per full pass, and nothing measurable once
+    2,000-node FleetState with aiohttp and kubernetes imported (91,504
+    tracked objects, with kopf then) took 25-27 ms per full pass, and nothing measurable once
     frozen (`benchmarks.hotpath` fleet, 2026-11-25). Frozen objects are still
     freed by reference counting; only a reference cycle among them would
     never be collected, which long-lived state of this kind does not form.
     """
     gc.collect()
     gc.freeze()
-
-
-class KopfThread:
-    """kopf's watches on a thread and loop of their own; changes are posted to ours."""
-
-    def __init__(self, fleet: FleetState, kube: Kube, loop: asyncio.AbstractEventLoop) -> None:
-        self.fleet = fleet
-        self.kube = kube
-        self.loop = loop
-        self.stop_flag = threading.Event()
-        self.first_event: dict[sync.Kind, float] = {}  # when kopf's first event arrived here
-        self.on_first_event: Callable[[sync.Kind], None] = lambda kind: None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._main, name="kopf", daemon=True)
-
-    def deliver(self, change: Callable[[FleetState], object]) -> None:
-        self.loop.call_soon_threadsafe(change, self.fleet)
-
-    def _first_event(self, kind: sync.Kind) -> None:
-        self.loop.call_soon_threadsafe(self._record_first_event, kind)
-
-    def _record_first_event(self, kind: sync.Kind) -> None:
-        self.first_event[kind] = time.monotonic()
-        self.on_first_event(kind)
-
-    def _main(self) -> None:
-        import kopf  # noqa: PLC0415 - only the operator process needs it
-
-        from maxtune.operator import watch  # noqa: PLC0415
-
-        watch.quiet_kopf()
-        try:
-            asyncio.run(
-                kopf.operator(
-                    registry=watch.registry(self.deliver, self.kube, self._first_event),
-                    settings=watch.settings(),
-                    standalone=True,
-                    clusterwide=True,
-                    stop_flag=self.stop_flag,
-                )
-            )
-        except BaseException as exc:
-            self.error = exc
-            log.exception("kopf stopped with an error")
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def alive(self) -> bool:
-        return self.thread.is_alive()
-
-    async def stop(self, wait_seconds: float = 15.0) -> None:
-        self.stop_flag.set()
-        await asyncio.to_thread(self.thread.join, wait_seconds)
 
 
 class Operator:
@@ -140,7 +87,7 @@ class Operator:
         self.config = config
         self.fleet = FleetState()
         self.metrics = Metrics(VERSION, self.fleet)
-        self.kube = Kube.connect(config.kubeconfig)
+        self.kube = Kube.connect(config.kubeconfig, user_agent=f"maxtune-operator/{VERSION}")
         self.primed = False
         self.stopping = False
         self.webhook_port = 0
@@ -148,18 +95,18 @@ class Operator:
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
         self._labeller_task: asyncio.Task[None] | None = None
-        self._kopf: KopfThread | None = None
+        self._informers: list[Informer] = []
+        self._synced: set[Kind] = set()
+        self._all_synced = asyncio.Event()
         self._elector: LeaderElector | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._missing_crds: set[sync.Kind] = set()
-        self._unconfirmed: set[sync.Kind] = set()
         self._exit_code = 0
         self._runners: list[web.AppRunner] = []
 
     # ------------------------------------------------------------ probes
 
     def healthy(self) -> bool:
-        return self._kopf is None or self._kopf.alive() or self.stopping
+        return all(i.alive() for i in self._informers) or self.stopping
 
     def ready(self) -> bool:
         return self.primed and not self.stopping
@@ -188,25 +135,16 @@ class Operator:
     def stop(self) -> None:
         self._stop.set()
 
-    def _crd_installed(self, kind: str) -> None:
-        """kopf (scanning off) watches only what existed at its start: restart to watch it."""
-        log.error(
-            "the CRD for %ss appeared after start-up; exiting so that a restart watches it", kind
-        )
-        self._exit_code = 1
-        self._stop.set()
-
     async def serve(self) -> int:
         """Run until stopped; the exit code is 1 when the watches died under us."""
         await self._start_servers()
-        self._kopf = KopfThread(self.fleet, self.kube, asyncio.get_running_loop())
-        self._kopf.start()
+        self._start_informers(asyncio.get_running_loop())
         self.started.set()
         exit_code = 1
         try:
             if await self._prime_unless_stopped():
                 self._start_background()
-            exit_code = await self._watch_until_stopped(self._kopf)
+            exit_code = await self._watch_until_stopped()
         finally:
             await self._shutdown(grace=exit_code == 0)
         return exit_code
@@ -241,41 +179,35 @@ class Operator:
             self.metrics_port,
         )
 
-    async def _load(self) -> None:
-        """Our own complete list, then close the gap to kopf's.
+    def _start_informers(self, loop: asyncio.AbstractEventLoop) -> None:
+        def deliver(change: Callable[[FleetState], object]) -> None:
+            loop.call_soon_threadsafe(change, self.fleet)
 
-        kopf lists each kind itself when its watch starts. A deletion between
-        our list and kopf's appears in neither the list nor the watch. For each
-        kind whose kopf list may be younger than ours (its first event came
-        after our list began, or has not come yet), one more list is taken as
-        soon as kopf's first event of that kind arrives; tombstones keep any
-        list from undoing a deletion the watch did report.
-        """
-        assert self._kopf is not None
-        primed = await sync.prime(self.kube, self.fleet)
-        self._missing_crds = primed.missing
-        seen = self._kopf.first_event
-        self._unconfirmed = {
-            kind for kind, began in primed.started.items() if not seen.get(kind, began) < began
-        }
-        self._kopf.on_first_event = self._confirm
-        for kind in list(self._unconfirmed):
-            if kind in seen:
-                self._confirm(kind)
+        def synced(kind: Kind) -> None:
+            loop.call_soon_threadsafe(self._synced_kind, kind)
 
-    def _confirm(self, kind: sync.Kind) -> None:
-        if kind in self._unconfirmed:
-            self._unconfirmed.discard(kind)
-            self._tasks.append(asyncio.create_task(self._relist_once(kind)))
+        def restarted(kind: Kind, why: str) -> None:
+            self.metrics.watch_restarts.labels(kind, why).inc()
 
-    async def _relist_once(self, kind: sync.Kind) -> None:
-        try:
-            await sync.relist(self.kube, self.fleet, kind)
-        except KubeError as exc:  # the periodic relist will do it
-            log.warning("relist of %ss after kopf's first event failed: %s", kind, exc)
+        for source in sources(self.config.namespace):
+            informer = Informer(
+                self.kube,
+                source,
+                deliver,
+                on_synced=synced,
+                on_restart=restarted,
+                watch_seconds=self.config.watch_seconds,
+            )
+            self._informers.append(informer)
+            informer.start()
+
+    def _synced_kind(self, kind: Kind) -> None:
+        self._synced.add(kind)
+        if len(self._synced) == len(self._informers):
+            self._all_synced.set()
 
     async def _prime_unless_stopped(self) -> bool:
-        primed = asyncio.create_task(self._load(), name="prime")
+        primed = asyncio.create_task(self._all_synced.wait(), name="prime")
         stopped = asyncio.create_task(self._stop.wait())
         await asyncio.wait({primed, stopped}, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
@@ -312,14 +244,6 @@ class Operator:
 
     def _start_background(self) -> None:
         cfg = self.config
-        relist = sync.relist_forever(
-            self.kube,
-            self.fleet,
-            cfg.relist_seconds,
-            missing=self._missing_crds,
-            on_crd_installed=self._crd_installed,
-        )
-        self._tasks.append(asyncio.create_task(relist, name="relist"))
         self._tasks.append(asyncio.create_task(self._warm_forever(), name="warm"))
         if not cfg.leader_election:
             self._start_labeller()
@@ -339,10 +263,11 @@ class Operator:
         )
         self._tasks.append(asyncio.create_task(self._elector.run(), name="leader-election"))
 
-    async def _watch_until_stopped(self, kopf_thread: KopfThread) -> int:
+    async def _watch_until_stopped(self) -> int:
         while not self._stop.is_set():
-            if not kopf_thread.alive():
-                log.error("the watches stopped; exiting so that the pod is restarted")
+            dead = [i.kind for i in self._informers if not i.alive()]
+            if dead:
+                log.error("the %s informer stopped; exiting so that the pod is restarted", dead)
                 return 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=1.0)
@@ -360,11 +285,13 @@ class Operator:
         await asyncio.gather(*pending, return_exceptions=True)
         if self._elector is not None:
             await self._elector.release()
-        if self._kopf is not None:
-            await self._kopf.stop()
+        for informer in self._informers:
+            informer.stop()
+        self.kube.close()  # ends the informers' blocked watch reads
+        for informer in self._informers:
+            await asyncio.to_thread(informer.join, 5.0)
         for runner in self._runners:
             await runner.cleanup()
-        self.kube.close()
 
 
 async def _run(config: OperatorConfig) -> int:
@@ -376,7 +303,8 @@ async def _run(config: OperatorConfig) -> int:
 
 
 def run(config: OperatorConfig) -> int:
-    # The webhook loop shares the GIL with kopf's thread and API-call threads:
-    # a 1 ms switch interval bounds how long an admission waits behind them.
+    # The webhook's loop shares the GIL with the informer threads and the API-call
+    # threads: a 1 ms switch interval bounds how long an admission waits behind their
+    # Python code (decoding and validating pages of profiles; see informer.py).
     sys.setswitchinterval(0.001)
     return asyncio.run(_run(config))

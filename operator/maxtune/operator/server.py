@@ -137,7 +137,6 @@ async def start(
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=512)
     await site.start()
-    server = site._server  # aiohttp exposes the bound sockets only here
-    sockets = getattr(server, "sockets", None) or []
-    bound = sockets[0].getsockname()[1] if sockets else port
+    addresses = runner.addresses  # (host, port, ...) of every bound socket
+    bound = addresses[0][1] if addresses else port
     return runner, int(bound)
