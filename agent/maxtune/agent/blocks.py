@@ -52,10 +52,10 @@ MLP = MlpShape()
 MLP_TINY = MlpShape(m=64, k=64, hidden=128)
 
 
-def training_description(s: TrainingShape) -> str:
+def training_description(s: TrainingShape, fused: bool = True) -> str:
     return (
         f"transformer block (parallel attention+MLP) train step bf16 x={s.batch}x{s.seq}x"
-        f"{s.width} heads={s.heads} ff={s.ff}, AdamW fused"
+        f"{s.width} heads={s.heads} ff={s.ff}, AdamW{' fused' if fused else ''}"
     )
 
 
@@ -132,7 +132,7 @@ class TrainingBlock(Block):
 
     def __init__(self, device: torch.device, shape: TrainingShape = TRAINING) -> None:
         self.device = device
-        self.description = training_description(shape)
+        self.description = training_description(shape, fused=device.type == "cuda")
         gen = torch.Generator(device=device).manual_seed(1234)
         torch.manual_seed(1234)
         self.model = _Loss(_ParallelBlock(shape)).to(device=device, dtype=torch.bfloat16)
