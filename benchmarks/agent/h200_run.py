@@ -1,8 +1,8 @@
 """Three full profiles of the real GPU in a row, each a fresh agent process (as the DaemonSet
 starts one), and whether their advice holds from one to the next.
 
-Run on the GPU machine (repository root; see docs/benchmarks/agent-h200.md for the exact
-`run` call and benchmarks/agent/prepare_device.sh for the wheels it needs):
+Run on the GPU machine (repository root; docs/decisions/0012-stable-gains.md gives the exact
+`run` call, benchmarks/agent/prepare_device.sh fetches the wheels it needs):
 
     python3 benchmarks/agent/h200_run.py --out $OUT
 

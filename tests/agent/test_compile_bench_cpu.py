@@ -5,7 +5,7 @@ blocks built, every mode compiled by Inductor into its own cache folder, checked
 eager, timed in interleaved rounds; then a second process compiling again from the caches
 the first filled (warm: it must be faster), and the two processes merged into the
 published measurement. CUDA events, CUDA graphs and the GPU kernels themselves cannot
-run here (docs/benchmarks/agent-h200.md has the GPU runs).
+run here (benchmarks/agent/h200_run.py is the GPU run, decision 0012).
 """
 
 from __future__ import annotations

@@ -119,7 +119,12 @@ def judge(mode: Mode, figures: Sequence[_Figures], spec: PolicySpec) -> ModeAdvi
         f"{mode.value}: gain {_pct(gain)} [{_pct(low)}, {_pct(high)}], compile "
         f"{extra:+.1f} s"
         + (f" ({warm:+.1f} s warm)" if warm is not None else "")
-        + f", pays back after {_steps(breakeven)}"
+        + (
+            f", pays back after {_steps(breakeven)}"
+            + (f" ({_steps(warm_breakeven)} warm)" if warm_breakeven is not None else "")
+            if breakeven is not None
+            else ", never pays back"
+        )
     )
     bound_steps = spec.max_break_even_steps
     if low < spec.min_measured_gain:
@@ -127,7 +132,11 @@ def judge(mode: Mode, figures: Sequence[_Figures], spec: PolicySpec) -> ModeAdvi
     elif spec.max_extra_compile_seconds is not None and extra > spec.max_extra_compile_seconds:
         verdict = f"{extra:.1f} s extra compile > the policy's {spec.max_extra_compile_seconds:g} s"
     elif bound_steps is not None and (breakeven is None or breakeven > bound_steps):
-        verdict = f"pays back after {_steps(breakeven)} > the policy's {bound_steps:,}"
+        verdict = (
+            f"pays back after {breakeven:,} steps > the policy's {bound_steps:,}"
+            if breakeven is not None
+            else f"never pays back (the policy's bound: {bound_steps:,} steps)"
+        )
     else:
         verdict = ""
     return ModeAdvice(
