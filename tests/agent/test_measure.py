@@ -242,3 +242,21 @@ def test_the_real_worker_without_a_gpu_fails_cleanly(tmp_path: Path) -> None:
     log = tmp_path / "log.json"
     measure.write_log({GPU.uuid: outcome}, log)
     assert json.loads(log.read_text())[GPU.uuid]["measurements"]["gemm"][0]["reason"] == "CudaError"
+
+
+def test_a_worker_that_cannot_start_is_a_failed_measurement_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    missing = str(tmp_path / "no-such-python")
+    outcome = measure.measure([GPU], "full", python=missing)[GPU.uuid]
+    m = outcome.measurements
+    assert m is not None and [(g.ok, g.reason) for g in m.gemm] == [
+        (False, "MeasurementFailed"),
+        (False, "MeasurementFailed"),
+    ]
+    assert "no-such-python" in (m.gemm[0].message or "")
+    assert m.training is not None and not m.training.ok
+    assert list(scratch.iterdir()) == []  # the cache folder made for it is gone again

@@ -304,8 +304,18 @@ class _Device:
             "env": env,
             "scratch": self.scratch,
         }
-        self.first = _Worker(level=level, **common)
-        self.second = _Worker(level="retime", **common) if level == "full" else None
+        self.second: _Worker | None = None
+        try:
+            self.first = _Worker(level=level, **common)
+        except OSError:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise
+        try:
+            self.second = _Worker(level="retime", **common) if level == "full" else None
+        except OSError:
+            self.first.kill()
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise
 
     def workers(self) -> list[_Worker]:
         return [w for w in (self.first, self.second) if w is not None]
@@ -352,6 +362,7 @@ def measure(
     budgets = budgets or Budgets()
     outcomes: dict[str, GpuOutcome] = {}
     devices: list[_Device] = []
+    results: dict[str, GpuOutcome] = {}
     try:
         for target in targets:
             pids = busy(target) if busy is not None else target.busy_pids
@@ -368,10 +379,17 @@ def measure(
                     ),
                 )
                 continue
-            devices.append(
-                _Device(target, level, sizes=sizes, budgets=budgets, python=python, env=env or {})
-            )
-        results: dict[str, GpuOutcome] = {}
+            try:
+                device = _Device(
+                    target, level, sizes=sizes, budgets=budgets, python=python, env=env or {}
+                )
+            except OSError as exc:  # no writable folder for the compiler caches, no python
+                failed = _Run(failure=(Reason.FAILED.value, f"{target.label}: {exc}"))
+                outcomes[target.uuid] = GpuOutcome(
+                    uuid=target.uuid, measurements=_measurements(level, sizes, failed, None)
+                )
+                continue
+            devices.append(device)
         threads = [
             threading.Thread(target=lambda d=d: results.__setitem__(d.target.uuid, d.supervise()))
             for d in devices
