@@ -46,6 +46,7 @@ class FakeMig:
     sms: int
     gi_id: int
     ci_id: int = 0
+    pids: tuple[int, ...] = ()
 
 
 @dataclass
@@ -93,7 +94,14 @@ def make_nvml(
         for index, gpu in enumerate(gpus):
             if gpu.uuid == uuid:
                 return by_index(index)
+            for m in gpu.mig.values():
+                if m.uuid == uuid:
+                    return SimpleNamespace(gpu=gpu, mig=m)
         raise NVMLError_NotFound("Not Found")
+
+    def processes(handle: Any) -> list[Any]:
+        pids = handle.mig.pids if handle.mig is not None else gpu_of(handle).pids
+        return [SimpleNamespace(pid=p, usedGpuMemory=1 << 20) for p in pids]
 
     def uuid_of(handle: Any) -> str:
         return handle.mig.uuid if handle.mig is not None else gpu_of(handle).uuid
@@ -146,9 +154,7 @@ def make_nvml(
         "nvmlDeviceGetComputeInstanceId": lambda h: h.mig.ci_id,
         "nvmlDeviceGetGpuInstanceById": no_rights,
         "nvmlGpuInstanceGetInfo": no_rights,
-        "nvmlDeviceGetComputeRunningProcesses": lambda h: [
-            SimpleNamespace(pid=p, usedGpuMemory=1 << 20) for p in gpu_of(h).pids
-        ],
+        "nvmlDeviceGetComputeRunningProcesses": processes,
     }
     for name, function in functions.items():
         setattr(module, name, function)

@@ -172,3 +172,26 @@ def _now():  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime
 
     return datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def test_a_7g_slice_is_a_measurement_target_with_its_own_busy_processes() -> None:
+    # An H100 in MIG mode with one 7g.80gb slice (132 SMs) that another process uses, and
+    # an H100 whose 3g slice is below the gate.
+    nvml = make_nvml(
+        [
+            FakeGpu(
+                U0, mig_mode=1, mig={0: FakeMig("MIG-7g", 7, 7, 80896, 132, gi_id=0, pids=(77,))}
+            ),
+            FakeGpu(U1, mig_mode=1, mig={0: FakeMig("MIG-3g", 3, 3, 40192, 60, gi_id=1)}),
+        ]
+    )
+    backend = NvmlBackend(nvml=nvml, sm_reader=_reader({}))  # type: ignore[arg-type]
+    inventory = backend.inventory()
+    (slice_,) = backend.targets(inventory)
+    assert (slice_.uuid, slice_.parent_uuid, slice_.sm_count) == ("MIG-7g", U0, 132)
+    assert slice_.busy_pids == (77,)
+    assert NvmlInventory(nvml).busy_pids("MIG-7g") == (77,)
+    # Busy: the slice is skipped, not failed, and no worker is started for it.
+    outcome = backend.measure(inventory, "full")["MIG-7g"]
+    assert outcome.measurements is None and outcome.skipped is not None
+    assert outcome.skipped[0] == "GPUBusy" and "MIG 7g.80gb" in outcome.skipped[1]

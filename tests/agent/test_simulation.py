@@ -35,6 +35,8 @@ def profile(node: str, level: str = "full", spec: PolicySpec | None = None) -> P
         node=node,
         previous=None,
         now=NOW,
+        mig_strategy=backend.mig_strategy() or "mixed",
+        devices=backend.targets(inventory),
     )
 
 
@@ -100,12 +102,27 @@ def test_mig_on_some_gpus_only() -> None:
     }
 
 
-def test_every_gpu_in_mig_mode_has_nothing_whole_to_measure() -> None:
+def test_every_gpu_in_mig_mode_measures_its_7g_slices_on_themselves() -> None:
     status = profile("gpu-mig-all-0")
-    assert all(g.mig_enabled for g in status.gpus)
-    assert conditions(status)["GemmMeasured"] == ("False", "NoWholeGPU")
+    assert all(g.mig_enabled and g.measurements is None for g in status.gpus)
+    slices = [m for g in status.gpus for m in g.mig_instances]
+    assert len(slices) == 2
+    for s in slices:
+        assert s.measurements is not None and s.measurements.training is not None
+        assert s.measurements.training.ok and s.measurements.training.processes == 2
+    assert conditions(status)["GemmMeasured"] == ("True", "Measured")
+    assert "MIG 7g.80gb" in next(c for c in status.conditions if c.type == "GemmMeasured").message
+    assert conditions(status)["CompileMeasured"] == ("True", "Measured")
+    # Mixed strategy: node labels describe whole GPUs, and there are none.
     assert not status.summary.capable
-    assert {r.name: r.capable for r in status.resources} == {"nvidia.com/mig-7g.80gb": True}
+    (resource,) = status.resources
+    assert (resource.name, resource.capable, resource.mig_profile) == (
+        "nvidia.com/mig-7g.80gb",
+        True,
+        "7g.80gb",
+    )
+    assert resource.recommended_mode is Mode.DEFAULT  # the H100 training gains stay under 3%
+    assert resource.gain_low is not None and "lower bound" in resource.advice
 
 
 def test_failed_triton_check_is_never_capable() -> None:

@@ -42,8 +42,8 @@ MAX_AUTOTUNE_ENV = {
     "TORCHINDUCTOR_COORDINATE_DESCENT_TUNING": "1",
     "TORCHINDUCTOR_CUDAGRAPHS": "1",
 }
-# node: (capable, sm-count, recommended-mode), read off demo.yaml by hand. Only the A100's measured
-# gain (4.40 ms -> 4.02 ms, +9.5%) clears the default 3% bar; the H100's best is +0.2%.
+# node: (capable, sm-count, recommended-mode), read off demo.yaml by hand. Only the A100's training
+# gain (2.60 ms -> 2.36 ms, +10.2%) clears the default 3% bar; the H100's best is +2.8%.
 EXPECTED = {
     "gpu-a100-0": ("true", "108", "max-autotune"),
     "gpu-bad-triton-0": ("false", "132", "default"),  # the gate passes, Triton fails

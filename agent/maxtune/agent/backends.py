@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
@@ -20,20 +21,23 @@ from typing import Protocol
 from maxtune.agent import measure as measuring
 from maxtune.agent import smcount
 from maxtune.agent.failures import Reason
-from maxtune.agent.fleetfile import Fleet, SimulatedGpu
+from maxtune.agent.fleetfile import Fleet, SimCompile, SimGemm, SimulatedGpu
 from maxtune.agent.fleetfile import load as load_fleet
-from maxtune.agent.inventory import GpuDevice, Inventory, Source
+from maxtune.agent.inventory import Inventory, Source
 from maxtune.agent.measure import GpuOutcome
 from maxtune.agent.nvml import NvmlInventory
+from maxtune.agent.targets import Target, targets
 from maxtune.cli.version import VERSION
+from maxtune.contract import gate
 from maxtune.contract.models import (
     CompileMeasurement,
     GemmMeasurement,
     Measurements,
-    ModeTiming,
+    MigStrategy,
     Software,
+    Workload,
 )
-from maxtune.contract.modes import Mode
+from maxtune.contract.rounds import BlockRounds, ModeRounds, compile_measurement, spread_rounds
 
 REASON_SM_UNREAD = "SmCountUnavailable"
 
@@ -44,7 +48,11 @@ class Backend(Protocol):
 
     def inventory(self) -> Inventory: ...
 
+    def targets(self, inventory: Inventory) -> list[Target]: ...
+
     def measure(self, inventory: Inventory, level: str) -> dict[str, GpuOutcome]: ...
+
+    def mig_strategy(self) -> MigStrategy | None: ...
 
     def software(self, inventory: Inventory) -> Software: ...
 
@@ -100,16 +108,23 @@ class NvmlBackend:
             gpus.append(gpu.with_sm(sms, counts.source))
         return dataclasses.replace(found, gpus=tuple(gpus), problems=tuple(problems))
 
+    def targets(self, inventory: Inventory) -> list[Target]:
+        """Whole GPUs and the MIG slices that pass the installed torch's gate."""
+        return targets(inventory, gate.default_torch_version())
+
     def measure(self, inventory: Inventory, level: str) -> dict[str, GpuOutcome]:
-        def busy(gpu: GpuDevice) -> tuple[int, ...]:
+        def busy(target: Target) -> tuple[int, ...]:
             try:
-                return self._nvml.busy_pids(gpu.uuid)
+                return self._nvml.busy_pids(target.uuid)
             except Exception:
-                return gpu.busy_pids
+                return target.busy_pids
 
         return measuring.measure(
-            inventory.gpus, level, sizes=self._sizes, budgets=self._budgets, busy=busy
+            self.targets(inventory), level, sizes=self._sizes, budgets=self._budgets, busy=busy
         )
+
+    def mig_strategy(self) -> MigStrategy | None:
+        return None  # the agent's flag (the chart's MIG_STRATEGY) says
 
     def software(self, inventory: Inventory) -> Software:
         return Software(
@@ -146,34 +161,71 @@ class SimulationBackend:
             simulation=self.fleet.file_name,
         )
 
+    def targets(self, inventory: Inventory) -> list[Target]:
+        return targets(inventory, self.fleet.spec.software.torch_version)
+
+    def mig_strategy(self) -> MigStrategy | None:
+        return self.fleet.strategies.get(self.node_name)
+
+    def _simulated(self) -> dict[str, _SimDevice]:
+        found: dict[str, _SimDevice] = {}
+        for sim in self._gpus:
+            gpu = sim.device
+            model = sim.model
+            found[gpu.uuid] = _SimDevice(
+                f"GPU {gpu.index}",
+                model.product,
+                model.gemm,
+                model.compile,
+                model.training,
+                sim.busy,
+            )
+            for dev, spec in zip(gpu.mig, sim.mig, strict=True):
+                if dev.uuid is not None:
+                    found[dev.uuid] = _SimDevice(
+                        f"GPU {gpu.index} MIG {spec.profile}",
+                        f"{model.product} MIG {spec.profile}",
+                        spec.gemm,
+                        spec.compile,
+                        spec.training,
+                        spec.busy,
+                    )
+        return found
+
     def measure(self, inventory: Inventory, level: str) -> dict[str, GpuOutcome]:
         if level == "inventory":
             return {}
+        simulated = self._simulated()
         outcomes: dict[str, GpuOutcome] = {}
-        for sim in self._gpus:
-            gpu = sim.device
-            if gpu.mig_enabled:
-                continue
+        for target in self.targets(inventory):
+            sim = simulated[target.uuid]
             if sim.busy:
-                outcomes[gpu.uuid] = GpuOutcome(
-                    uuid=gpu.uuid,
+                outcomes[target.uuid] = GpuOutcome(
+                    uuid=target.uuid,
                     measurements=None,
                     skipped=(
                         Reason.GPU_BUSY.value,
-                        f"GPU {gpu.index} is busy in the simulation; measurement skipped",
+                        f"{target.label} is busy in the simulation; measurement skipped",
                     ),
                 )
                 continue
-            missing = _unsimulated(sim, level)
-            if missing is not None:
-                outcomes[gpu.uuid] = GpuOutcome(
-                    uuid=gpu.uuid,
+            if not sim.gemm:
+                # Without results the device would count as never measured and be asked
+                # again on every wake-up; skipped, it is asked again next round and the
+                # profile says why.
+                outcomes[target.uuid] = GpuOutcome(
+                    uuid=target.uuid,
                     measurements=None,
-                    skipped=(Reason.NOT_SIMULATED.value, missing),
+                    skipped=(
+                        Reason.NOT_SIMULATED.value,
+                        f"{target.label}: the fleet file gives no gemm results for "
+                        f"{sim.product}, so level {level} cannot be simulated; add them or "
+                        "run the agent with --level inventory",
+                    ),
                 )
                 continue
-            outcomes[gpu.uuid] = GpuOutcome(
-                uuid=gpu.uuid, measurements=_simulated_measurements(sim, level)
+            outcomes[target.uuid] = GpuOutcome(
+                uuid=target.uuid, measurements=_simulated_measurements(sim, level)
             )
         return outcomes
 
@@ -192,25 +244,83 @@ class SimulationBackend:
         return None
 
 
-def _unsimulated(sim: SimulatedGpu, level: str) -> str | None:
-    """Why the fleet file cannot stand in for this level's GEMM measurement, if it cannot.
+@dataclass(frozen=True, slots=True)
+class _SimDevice:
+    """A simulated device's results: a GPU model's, or a MIG slice's own."""
 
-    Without it the GPU would count as never measured and be asked again on every
-    wake-up; skipped, it is asked again next round and the profile says why.
-    (Missing compile timings already become a NotSimulated compile result.)
-    """
-    if sim.model.gemm:
-        return None
-    return (
-        f"GPU {sim.device.index}: the fleet file gives no gemm results for "
-        f"{sim.model.product}, so level {level} cannot be simulated; add them or run the "
-        "agent with --level inventory"
+    label: str
+    product: str
+    gemm: list[SimGemm]
+    compile: SimCompile | None
+    training: SimCompile | None
+    busy: bool
+
+
+SIMULATED_BLOCKS = {
+    "training": "transformer block train step (simulated)",
+    "inference": "mlp gelu(x@w1)@w2 bf16 4096x4096x16384 (simulated)",
+}
+
+
+def simulated_block(
+    spec: SimCompile | None, workload: Workload, product: str
+) -> CompileMeasurement:
+    """A fleet file's timings as a measurement, through the real interval arithmetic."""
+    block = SIMULATED_BLOCKS[workload]
+    if spec is None:
+        return CompileMeasurement(
+            ok=False,
+            reason=Reason.NOT_SIMULATED.value,
+            message=f"the fleet file gives no {workload} timings for {product}",
+            block=block,
+            workload=workload,
+        )
+    if spec.fail is not None:
+        return CompileMeasurement(
+            ok=False,
+            reason=spec.fail,
+            message=spec.message or f"simulated failure: {spec.fail}",
+            block=spec.block or block,
+            workload=workload,
+        )
+    modes = []
+    for seed, (mode, t) in enumerate(spec.modes.items()):
+        if t.round_step_ms is not None:
+            flat = [ms / 1e3 for ms in t.round_step_ms]
+            rounds = tuple(
+                tuple(flat[p * spec.rounds : (p + 1) * spec.rounds]) for p in range(spec.processes)
+            )
+        else:
+            rounds = spread_rounds(
+                t.step_ms / 1e3,
+                t.spread,
+                processes=spec.processes,
+                rounds=spec.rounds,
+                seed=seed + (100 if workload == "training" else 0),
+            )
+        modes.append(
+            ModeRounds(
+                mode=mode,
+                compile_seconds=t.compile_seconds,
+                warm_compile_seconds=t.warm_compile_seconds if spec.processes > 1 else None,
+                rounds=rounds,
+            )
+        )
+    eager = ((spec.eager_step_ms / 1e3,) * spec.rounds,) if spec.eager_step_ms is not None else ()
+    return compile_measurement(
+        BlockRounds(
+            block=spec.block or block,
+            workload=workload,
+            calls_per_round=spec.calls_per_round,
+            modes=tuple(modes),
+            eager_rounds=eager,
+        )
     )
 
 
-def _simulated_measurements(sim: SimulatedGpu, level: str) -> Measurements:
+def _simulated_measurements(sim: _SimDevice, level: str) -> Measurements:
     gemm = []
-    for g in sim.model.gemm:
+    for g in sim.gemm:
         if g.fail is not None:
             gemm.append(
                 GemmMeasurement(
@@ -234,40 +344,13 @@ def _simulated_measurements(sim: SimulatedGpu, level: str) -> Measurements:
                 rel_error=g.rel_error,
             )
         )
-    compile_: CompileMeasurement | None = None
-    spec = sim.model.compile
-    if level == "full" and spec is None:
-        compile_ = CompileMeasurement(
-            ok=False,
-            reason=Reason.NOT_SIMULATED.value,
-            message=f"the fleet file gives no compile timings for {sim.model.product}",
-            block="(none)",
-        )
-    elif level == "full" and spec is not None:
-        if spec.fail is not None:
-            compile_ = CompileMeasurement(
-                ok=False,
-                reason=spec.fail,
-                message=spec.message or f"simulated failure: {spec.fail}",
-                block=spec.block,
-            )
-        else:
-            default = spec.modes[Mode.DEFAULT].step_ms
-            compile_ = CompileMeasurement(
-                ok=True,
-                block=spec.block,
-                eager_step_seconds=spec.eager_step_ms / 1e3 if spec.eager_step_ms else None,
-                modes=[
-                    ModeTiming(
-                        mode=mode,
-                        step_seconds=t.step_ms / 1e3,
-                        compile_seconds=t.compile_seconds,
-                        gain=default / t.step_ms - 1.0,
-                    )
-                    for mode, t in spec.modes.items()
-                ],
-            )
-    return Measurements(gemm=gemm, compile=compile_)
+    if level != "full":
+        return Measurements(gemm=gemm)
+    return Measurements(
+        gemm=gemm,
+        compile=simulated_block(sim.compile, "inference", sim.product),
+        training=simulated_block(sim.training, "training", sim.product),
+    )
 
 
 def select(*, simulate: Path | str | None, node_name: str | None) -> Backend:

@@ -37,6 +37,7 @@ def register(subparsers: Any) -> None:
     probe.add_argument("--simulate", type=Path, metavar="FLEET_FILE", help="a simulated fleet")
     probe.add_argument("--node", help="with --simulate: which node of the fleet to show")
     probe.add_argument("--torch", help="torch MAJOR.MINOR whose gate applies (default: installed)")
+    _mig_strategy_flag(probe)
     probe.set_defaults(handler=run_probe)
 
     agent = subparsers.add_parser(
@@ -72,7 +73,29 @@ def register(subparsers: Any) -> None:
         help="write every trial, stage time and worker log tail of each measurement here",
     )
     agent.add_argument("--log-level", default="INFO")
+    _mig_strategy_flag(agent)
     agent.set_defaults(handler=run_agent)
+
+
+def _mig_strategy_flag(parser: Any) -> None:
+    parser.add_argument(
+        "--mig-strategy",
+        default=os.environ.get("MIG_STRATEGY", "mixed"),
+        help="how the NVIDIA device plugin schedules MIG slices on this node: none, single "
+        "(each slice is an nvidia.com/gpu) or mixed (nvidia.com/mig-<profile>); "
+        "env MIG_STRATEGY, as for GPU Feature Discovery; default mixed. A fleet file's "
+        "node may set its own (migStrategy)",
+    )
+
+
+def _strategy(value: str) -> Any:
+    """The parsed strategy; ValueError with the flag's name for anything else."""
+    from maxtune.agent import migstrategy  # noqa: PLC0415
+
+    try:
+        return migstrategy.parse(value)
+    except ValueError as exc:
+        raise ValueError(f"--mig-strategy / MIG_STRATEGY: {exc}") from None
 
 
 def _fail(command: str, message: str) -> int:
@@ -92,6 +115,10 @@ def run_probe(args: argparse.Namespace) -> int:
 
     if args.node and args.simulate is None:
         return _fail("probe", "--node only makes sense with --simulate")
+    try:
+        strategy = _strategy(args.mig_strategy)
+    except ValueError as exc:
+        return _fail("probe", str(exc))
     try:
         backend = backends.select(simulate=args.simulate, node_name=args.node)
     except (FleetError, ValueError) as exc:
@@ -128,6 +155,8 @@ def run_probe(args: argparse.Namespace) -> int:
             node=args.node or os.uname().nodename,
             previous=None,
             now=utc_now(),
+            mig_strategy=backend.mig_strategy() or strategy,
+            devices=backend.targets(inventory),
         )
     finally:
         backend.close()
@@ -153,6 +182,10 @@ def run_agent(args: argparse.Namespace) -> int:
         return _fail("agent", "--interval must be > 0 seconds")
     if not 0 <= args.metrics_port <= 65535:
         return _fail("agent", f"--metrics-port {args.metrics_port} is not a port")
+    try:
+        strategy = _strategy(args.mig_strategy)
+    except ValueError as exc:
+        return _fail("agent", str(exc))
 
     from maxtune.agent import backends  # noqa: PLC0415
     from maxtune.agent.daemon import Agent  # noqa: PLC0415
@@ -183,13 +216,15 @@ def run_agent(args: argparse.Namespace) -> int:
         interval_s=args.interval,
         metrics=metrics,
         measurement_log=args.measurement_log,
+        mig_strategy=strategy,
     )
     log = logging.getLogger("maxtune.agent")
     log.info(
-        "agent for node %s: backend %s, level %s, publishing to %s",
+        "agent for node %s: backend %s, level %s, MIG strategy %s, publishing to %s",
         args.node_name,
         backend.source,
         args.level,
+        backend.mig_strategy() or strategy,
         sink.description,
     )
     try:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from maxtune.agent import migstrategy
 from maxtune.agent.backends import Backend
 from maxtune.agent.inventory import Inventory
 from maxtune.agent.measure import GpuOutcome, write_log
@@ -33,10 +34,12 @@ from maxtune.agent.profile import (
     MeasurementState,
     build_status,
     fingerprint,
+    lacks,
     local_policy_spec,
 )
 from maxtune.agent.publish import PublishError, Sink
-from maxtune.contract.models import Measurements, PolicySpec, ProfileStatus
+from maxtune.agent.targets import restrict
+from maxtune.contract.models import Measurements, MigStrategy, PolicySpec, ProfileStatus
 from maxtune.contract.policy import torch_rule
 from maxtune.retry import Backoff
 
@@ -67,6 +70,7 @@ class Agent:
         clock: Clock = utc_now,
         backoff: Backoff | None = None,
         measurement_log: Path | None = None,
+        mig_strategy: MigStrategy = migstrategy.DEFAULT,
     ) -> None:
         self.node = node
         self.backend = backend
@@ -77,6 +81,7 @@ class Agent:
         self.clock = clock
         self.backoff = backoff or Backoff()
         self.measurement_log = measurement_log
+        self.mig_strategy: MigStrategy = mig_strategy
         self.started = time.monotonic()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -150,34 +155,33 @@ class Agent:
                 self.state = MeasurementState(fingerprint=fp)
 
     def _missing(self, inventory: Inventory) -> Inventory:
-        """Whole GPUs that lack the level's measurements, or whose failed ones are due a retry."""
+        """Devices (whole GPUs, gate-passing MIG slices) that lack the level's measurements,
+        or whose failed ones are due a retry."""
+        devices = self.backend.targets(inventory)
         with self._lock:
             have = self.state.by_gpu
             measured = self.state.measured_time
             since = None if measured is None else (self.clock() - measured).total_seconds()
             retry_failed = since is not None and since >= RETRY_FAILED_S
-            # A skipped GPU (busy, or nothing to simulate) is asked again next round,
+            # A skipped device (busy, or nothing to simulate) is asked again next round,
             # not on every wake-up: a busy GPU must not turn the agent into a busy loop.
             retry_skipped = since is None or since >= self.interval_s
             skipped = self.state.skipped
-            gpus = tuple(
-                g
-                for g in inventory.gpus
-                if not g.mig_enabled
-                and (retry_skipped or g.uuid not in skipped)
+            uuids = {
+                d.uuid
+                for d in devices
+                if (retry_skipped or d.uuid not in skipped)
                 and (
-                    g.uuid not in have
-                    or not have[g.uuid].gemm
-                    or (self.level == "full" and have[g.uuid].compile is None)
-                    or (retry_failed and _has_failure(have[g.uuid]))
+                    lacks(have.get(d.uuid), self.level)
+                    or (retry_failed and _has_failure(have[d.uuid]))
                 )
-            )
-        return dataclasses.replace(inventory, gpus=gpus)
+            }
+        return restrict(inventory, uuids)
 
     def _measure(self, inventory: Inventory, fp: str) -> None:
         began = time.monotonic()
-        names = ", ".join(str(g.index) for g in inventory.gpus)
-        log.info("measuring GPU(s) %s at level %s", names, self.level)
+        names = ", ".join(t.label for t in self.backend.targets(inventory))
+        log.info("measuring %s at level %s", names, self.level)
         try:
             outcomes = self.backend.measure(inventory, self.level)
         except Exception:  # never let a measurement bug kill the agent; say it
@@ -237,6 +241,8 @@ class Agent:
             node=self.node,
             previous=previous,
             now=self.clock(),
+            mig_strategy=self.backend.mig_strategy() or self.mig_strategy,
+            devices=self.backend.targets(inventory),
         )
         self.latest = status
         self.metrics.observe_status(status, torch_rule(spec))
@@ -328,7 +334,9 @@ class Agent:
 
 
 def _has_failure(m: Measurements) -> bool:
-    return any(not g.ok for g in m.gemm) or (m.compile is not None and not m.compile.ok)
+    return any(not g.ok for g in m.gemm) or any(
+        block is not None and not block.ok for block in (m.compile, m.training)
+    )
 
 
 def _wait_any(stop: threading.Event, wake: threading.Event, timeout: float) -> None:

@@ -13,7 +13,11 @@ fleet tests and benchmarks). It is only ever used when named explicitly
         smCount: 132
         gemm:
           - {size: 4096, tritonTflops: 720, cublasTflops: 726, autotuneSeconds: 1.8}
-        compile:
+        training:                   # the training reference: the advice rests on it
+          modes:
+            default: {stepMs: 1.10, compileSeconds: 6.0, warmCompileSeconds: 2.0}
+            max-autotune: {stepMs: 0.98, compileSeconds: 21.0, spread: 0.01}
+        compile:                    # the inference MLP, reported
           eagerStepMs: 1.70
           modes:
             default: {stepMs: 1.62, compileSeconds: 3.8}
@@ -30,6 +34,14 @@ fleet tests and benchmarks). It is only ever used when named explicitly
           - model: h100
             mig:
               - {profile: 3g.40gb, smCount: 60, count: 2}
+      - name: gpu-mig-single       # the device plugin's single strategy on this node
+        migStrategy: single
+        gpus:
+          - model: h100
+            count: 2
+            mig:                   # a 7g slice passes the gate: measured on itself, so
+              - profile: 7g.80gb     # it takes gemm, compile and training like a model
+                smCount: 132
 
 Bad files fail with one message that names the file, the place and the fix;
 unknown keys are errors (a typo must not silently drop a GPU).
@@ -39,7 +51,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from string import Formatter
 from typing import Annotated, Literal
@@ -49,6 +61,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 from maxtune.agent.inventory import GpuDevice, MigDevice
+from maxtune.contract.models import MigStrategy
 from maxtune.contract.modes import Mode
 
 _NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -97,11 +110,21 @@ class SimGemm(_Model):
 class SimModeTiming(_Model):
     step_ms: Annotated[float, Field(gt=0)]
     compile_seconds: Annotated[float, Field(ge=0)] = 0.0
+    warm_compile_seconds: Annotated[float, Field(ge=0)] | None = None
+    # Rounds scatter within +-spread of stepMs (seeded, the same on every run), unless
+    # roundStepMs lists them: rounds x processes values, process after process.
+    spread: Annotated[float, Field(ge=0, le=0.5)] = 0.005
+    round_step_ms: list[Annotated[float, Field(gt=0)]] | None = None
 
 
 class SimCompile(_Model):
-    block: str = "mlp gelu(x@w1)@w2 bf16 4096x4096x16384"
+    """A reference block's simulated timings; the same interval arithmetic as a real one."""
+
+    block: str | None = None
     eager_step_ms: Annotated[float, Field(gt=0)] | None = None
+    rounds: Annotated[int, Field(ge=1, le=32)] = 10
+    processes: Annotated[int, Field(ge=1, le=2)] = 2
+    calls_per_round: Annotated[int, Field(ge=1)] = 20
     modes: dict[Mode, SimModeTiming] = Field(default_factory=dict)
     fail: Literal[_FAILURE_REASONS] | None = None  # type: ignore[valid-type]
     message: str | None = None
@@ -113,6 +136,13 @@ class SimCompile(_Model):
                 "simulated compile timings need the `default` mode (gains are "
                 "relative to it), or `fail: <reason>`"
             )
+        for mode, timing in self.modes.items():
+            given = timing.round_step_ms
+            if given is not None and len(given) != self.rounds * self.processes:
+                raise ValueError(
+                    f"{mode.value}: roundStepMs has {len(given)} values, rounds x processes "
+                    f"is {self.rounds * self.processes}"
+                )
         return self
 
 
@@ -123,13 +153,21 @@ class SimGpuModel(_Model):
     sm_count: Annotated[int, Field(ge=1, le=100_000)] | None = None
     gemm: list[SimGemm] = Field(default_factory=list)
     compile: SimCompile | None = None
+    training: SimCompile | None = None
 
 
 class SimMig(_Model):
+    """MIG slices of one profile; a slice that passes the gate is measured on itself, so
+    the file may give its results like a GPU model's (gemm, compile, training)."""
+
     profile: str
     sm_count: Annotated[int, Field(ge=1, le=100_000)]
     count: Annotated[int, Field(ge=1, le=8)] = 1
     memory_mib: Annotated[int, Field(ge=1)] | None = None
+    gemm: list[SimGemm] = Field(default_factory=list)
+    compile: SimCompile | None = None
+    training: SimCompile | None = None
+    busy: bool = False
 
     @model_validator(mode="after")
     def _profile_shape(self) -> SimMig:
@@ -152,6 +190,9 @@ class SimNode(_Model):
     name: Annotated[str, Field(min_length=1, max_length=253)]
     replicas: Annotated[int, Field(ge=1, le=100_000)] = 1
     gpus: list[SimGpu] = Field(default_factory=list)
+    # The device plugin's MIG strategy on this node (what the chart's MIG_STRATEGY says on
+    # a real one); absent: the agent's own setting.
+    mig_strategy: MigStrategy | None = None
 
     @model_validator(mode="after")
     def _pattern(self) -> SimNode:
@@ -195,6 +236,7 @@ class SimulatedGpu:
     device: GpuDevice
     model: SimGpuModel
     busy: bool
+    mig: tuple[SimMig, ...] = ()  # the spec of each of device.mig, in the same order
 
 
 @dataclass(frozen=True)
@@ -204,6 +246,7 @@ class Fleet:
     path: Path
     spec: FleetSpec
     nodes: dict[str, tuple[SimulatedGpu, ...]]
+    strategies: dict[str, MigStrategy] = field(default_factory=dict)
 
     @property
     def file_name(self) -> str:
@@ -265,8 +308,10 @@ def _node_gpus(spec: FleetSpec, node: SimNode, name: str) -> tuple[SimulatedGpu,
         for _ in range(entry.count):
             index = len(gpus)
             mig: list[MigDevice] = []
+            specs: list[SimMig] = []
             for slice_ in entry.mig:
                 for _ in range(slice_.count):
+                    specs.append(slice_)
                     mig.append(
                         MigDevice(
                             profile=slice_.profile,
@@ -275,6 +320,7 @@ def _node_gpus(spec: FleetSpec, node: SimNode, name: str) -> tuple[SimulatedGpu,
                             compute_instance_id=0,
                             sm_count=slice_.sm_count,
                             memory_mib=slice_.memory_mib,
+                            busy_pids=(1,) if slice_.busy else (),
                         )
                     )
             sm = entry.sm_count if entry.sm_count is not None else model.sm_count
@@ -290,7 +336,7 @@ def _node_gpus(spec: FleetSpec, node: SimNode, name: str) -> tuple[SimulatedGpu,
                 mig=tuple(mig),
                 pci_bus_id=f"00000000:{index + 1:02x}:00.0",
             )
-            gpus.append(SimulatedGpu(device, model, entry.busy))
+            gpus.append(SimulatedGpu(device, model, entry.busy, tuple(specs)))
     return tuple(gpus)
 
 
@@ -331,6 +377,7 @@ def load(path: Path | str) -> Fleet:
     except ValidationError as exc:
         raise FleetError(_format_errors(path, exc)) from None
     nodes: dict[str, tuple[SimulatedGpu, ...]] = {}
+    strategies: dict[str, MigStrategy] = {}
     for n, node in enumerate(spec.nodes):
         for i in range(node.replicas):
             where = f"{path}: nodes[{n}]"
@@ -344,4 +391,6 @@ def load(path: Path | str) -> Fleet:
             if name in nodes:
                 raise FleetError(f"{where}: node {name!r} is listed twice")
             nodes[name] = _node_gpus(spec, node, name)
-    return Fleet(path=path, spec=spec, nodes=nodes)
+            if node.mig_strategy is not None:
+                strategies[name] = node.mig_strategy
+    return Fleet(path=path, spec=spec, nodes=nodes, strategies=strategies)

@@ -24,6 +24,7 @@ class MigDevice:
     compute_instance_id: int | None
     sm_count: int | None
     memory_mib: int | None = None
+    busy_pids: tuple[int, ...] = ()  # compute processes NVML saw on the slice
 
 
 @dataclass(frozen=True, slots=True)

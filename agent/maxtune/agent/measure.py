@@ -1,15 +1,22 @@
-"""Running the reference measurements: one worker process per GPU, in parallel, bounded.
+"""Running the reference measurements: worker processes per device, in parallel, bounded.
 
-Each GPU gets its own `python -m maxtune.agent.worker` with CUDA_VISIBLE_DEVICES
-set to its UUID, all started at once (GPUs share nothing the measurements use,
-so a node of eight profiles in about the time of one). The parent enforces a
-deadline per phase (start-up, GEMM, compile): a worker that overruns is killed
-with its process group and the phase in progress, and every one after it, is
-recorded as Timeout. A worker that dies is recorded with the reason its stderr
-points at (out of memory, device lost) or WorkerCrashed. Results that arrived
-before a failure are kept. A GPU with other compute processes on it is not
-measured at all (GPUBusy): its measurements stay as they were, and the agent
-tries again on a later round.
+Each device (a whole GPU, or a MIG slice that passes the gate: targets.py) gets its own
+`python -m maxtune.agent.worker` with CUDA_VISIBLE_DEVICES set to its UUID, all started
+at once (devices share nothing the measurements use, so a node of eight profiles in
+about the time of one). At level full each device gets two: the first measures the
+GEMM and compiles both reference blocks cold, then times them; the second starts beside
+it (its `import torch` and CUDA start overlap the first's work), waits, and when the
+first is done compiles again from the caches the first filled and times a second set of
+rounds. Gains are judged over both processes (docs/decisions/0012-stable-gains.md).
+
+The parent enforces a deadline per phase (start-up, GEMM, compile, retime): a worker
+that overruns is killed with its process group, and the phase in progress, and every
+one after it, is recorded as Timeout. A worker that dies is recorded with the reason
+its stderr points at (out of memory, device lost) or WorkerCrashed. Results that arrived
+before a failure are kept; a second process that fails leaves the first's rounds alone
+(and the gain unjudged, since one process cannot show run-to-run noise). A device with
+other compute processes on it is not measured at all (GPUBusy): its measurements stay as
+they were, and the agent tries again on a later round.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import contextlib
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,11 +37,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from maxtune.agent import timing
 from maxtune.agent.failures import Reason, exit_reason, short
-from maxtune.agent.inventory import GpuDevice
+from maxtune.agent.targets import Target
+from maxtune.agent.worker import scratch_base
 from maxtune.contract.models import CompileMeasurement, GemmMeasurement, Measurements
 
-BLOCK = "mlp gelu(x@w1)@w2 bf16 x=4096x4096 w1=4096x16384 w2=16384x4096"
+BLOCKS = {
+    "training": "transformer block train step (not measured)",
+    "inference": "mlp gelu(x@w1)@w2 bf16 x=4096x4096 w1=4096x16384 w2=16384x4096",
+}
 DEFAULT_SIZES: tuple[int, ...] = (4096, 8192)
 
 
@@ -44,14 +57,22 @@ class Budgets:
     startup_s: float = 120.0
     gemm_s: float = 120.0
     compile_s: float = 240.0
+    retime_s: float = 120.0
 
     def of(self, phase: str) -> float:
-        return {"startup": self.startup_s, "gemm": self.gemm_s, "compile": self.compile_s}[phase]
+        return {
+            "startup": self.startup_s,
+            "gemm": self.gemm_s,
+            "compile": self.compile_s,
+            "retime": self.retime_s,
+            # The second process waits while the first works: bounded by the first's phases.
+            "wait": self.startup_s + self.gemm_s + self.compile_s,
+        }[phase]
 
 
 @dataclass
 class GpuOutcome:
-    """What one GPU's worker produced; `skipped` means nothing was attempted (GPUBusy)."""
+    """What one device's workers produced; `skipped` means nothing was attempted (GPUBusy)."""
 
     uuid: str
     measurements: Measurements | None
@@ -65,8 +86,17 @@ def _failed_gemm(size: int, reason: str, message: str) -> GemmMeasurement:
     return GemmMeasurement(ok=False, reason=reason, message=short(message), size=size)
 
 
-def _failed_compile(reason: str, message: str) -> CompileMeasurement:
-    return CompileMeasurement(ok=False, reason=reason, message=short(message), block=BLOCK)
+@dataclass
+class _Run:
+    """What one worker said before it ended (or was killed)."""
+
+    gemm: dict[int, GemmMeasurement] = field(default_factory=dict)
+    blocks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failure: tuple[str, str] | None = None
+    phase: str = "startup"
+    stages: dict[str, float] = field(default_factory=dict)
+    trials: list[Any] = field(default_factory=list)
+    stderr_tail: str = ""
 
 
 class _Worker:
@@ -75,37 +105,47 @@ class _Worker:
     def __init__(
         self,
         *,
-        gpu: GpuDevice,
+        target: Target,
         level: str,
         sizes: Sequence[int],
         budgets: Budgets,
         python: str,
         env: dict[str, str],
+        scratch: str,
     ) -> None:
-        self.gpu = gpu
+        self.target = target
         self.level = level
-        self.sizes = list(sizes)
         self.budgets = budgets
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - lives with the worker
-        child_env = {**os.environ, **env, "CUDA_VISIBLE_DEVICES": gpu.uuid}
+        child_env = {**os.environ, **env, "CUDA_VISIBLE_DEVICES": target.uuid}
         child_env.setdefault("PYTHONUNBUFFERED", "1")
+        command = [
+            python,
+            "-m",
+            "maxtune.agent.worker",
+            "--level",
+            level,
+            "--sizes",
+            ",".join(str(s) for s in sizes),
+            "--gemm-budget-s",
+            str(budgets.gemm_s * 0.8),
+            "--compile-budget-s",
+            str(budgets.compile_s * 0.8),
+            "--retime-budget-s",
+            str(budgets.retime_s * 0.8),
+            "--scratch",
+            scratch,
+            "--expect-uuid",
+            target.uuid,
+        ]
+        if target.parent_uuid is not None:
+            command += ["--expect-parent", target.parent_uuid]
+            if target.sm_count is not None:
+                command += ["--expect-sms", str(target.sm_count)]
         self.proc = subprocess.Popen(
-            [
-                python,
-                "-m",
-                "maxtune.agent.worker",
-                "--level",
-                level,
-                "--sizes",
-                ",".join(str(s) for s in sizes),
-                "--gemm-budget-s",
-                str(budgets.gemm_s * 0.8),
-                "--compile-budget-s",
-                str(budgets.compile_s * 0.8),
-                "--expect-uuid",
-                gpu.uuid,
-            ],
+            command,
+            stdin=subprocess.PIPE if level == "retime" else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
             env=child_env,
@@ -123,6 +163,15 @@ class _Worker:
                 continue
         self.events.put(None)
 
+    def go(self, proceed: bool) -> None:
+        """Tell a waiting second process to start (or, with False, to leave)."""
+        if self.proc.stdin is None:
+            return
+        with contextlib.suppress(OSError):
+            if proceed:
+                self.proc.stdin.write(b"go\n")
+            self.proc.stdin.close()
+
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -134,140 +183,226 @@ class _Worker:
         self.stderr.seek(max(0, size - limit))
         return self.stderr.read().decode(errors="replace")
 
-    def supervise(self) -> GpuOutcome:
-        phases = ["startup", "gemm"] + (["compile"] if self.level == "full" else [])
-        gemm: dict[int, GemmMeasurement] = {}
-        compile_: CompileMeasurement | None = None
-        outcome = GpuOutcome(uuid=self.gpu.uuid, measurements=None)
-        phase = "startup"
+    def supervise(self) -> _Run:
+        """Read events until the worker ends, killing it when a phase overruns."""
+        run = _Run()
         phase_started = time.monotonic()
-        failure: tuple[str, str] | None = None
         while True:
-            remaining = self.budgets.of(phase) - (time.monotonic() - phase_started)
+            budget = self.budgets.of(run.phase)
+            remaining = budget - (time.monotonic() - phase_started)
             try:
                 event = self.events.get(timeout=max(0.0, remaining))
             except queue.Empty:
                 self.kill()
-                failure = (
+                run.failure = (
                     Reason.TIMEOUT.value,
-                    f"{phase} phase did not finish within {self.budgets.of(phase):g}s; "
+                    f"{run.phase} phase did not finish within {budget:g}s; "
                     "the measurement process was killed",
                 )
                 break
             if event is None:  # stream closed: the worker ended
                 self.proc.wait()
-                if self.proc.returncode != 0 and failure is None:
+                if self.proc.returncode != 0 and run.failure is None:
                     tail = self.stderr_tail()
                     reason = exit_reason(self.proc.returncode, tail)
                     last = tail.strip().splitlines()[-1] if tail.strip() else ""
-                    failure = (
+                    run.failure = (
                         reason.value,
                         f"measurement process exited with code {self.proc.returncode} during "
-                        f"the {phase} phase: {last}",
+                        f"the {run.phase} phase: {last}",
                     )
                 break
             kind = event.get("event")
             if kind == "phase":
-                phase = str(event["phase"])
+                run.phase = str(event["phase"])
                 phase_started = time.monotonic()
             elif kind == "device":
-                outcome.stage_seconds["startup"] = float(event.get("startup_seconds", 0.0))
+                run.stages["startup"] = float(event.get("startup_seconds", 0.0))
             elif kind == "gemm":
                 result = GemmMeasurement.model_validate(event["result"])
-                gemm[result.size] = result
-                outcome.trials.append(event.get("trials", []))
-            elif kind == "compile":
-                compile_ = CompileMeasurement.model_validate(event["result"])
+                run.gemm[result.size] = result
+                run.trials.append(event.get("trials", []))
+            elif kind == "block":
+                raw = dict(event["result"])
+                run.blocks[str(raw.get("workload"))] = raw
             elif kind == "phase_done":
-                outcome.stage_seconds[str(event["phase"])] = float(event["seconds"])
+                run.stages[str(event["phase"])] = float(event["seconds"])
             elif kind == "failed":
-                failure = (str(event["reason"]), str(event["message"]))
-                phase = str(event.get("phase", phase))
-        outcome.stderr_tail = self.stderr_tail()
+                run.failure = (str(event["reason"]), str(event["message"]))
+                run.phase = str(event.get("phase", run.phase))
+        run.stderr_tail = self.stderr_tail()
         self.stderr.close()
+        return run
 
-        outcome.measurements = self._complete(gemm, compile_, failure, phase, phases)
-        return outcome
 
-    def _complete(
-        self,
-        gemm: dict[int, GemmMeasurement],
-        compile_: CompileMeasurement | None,
-        failure: tuple[str, str] | None,
-        phase: str,
-        phases: list[str],
-    ) -> Measurements:
-        """Every size and (at level full) the compile comparison, failed where nothing came."""
-        if failure is not None:
-            reason, message = failure
-            failed_at = phases.index(phase) if phase in phases else 0
-            for size in self.sizes:
-                if size not in gemm:
-                    gemm[size] = _failed_gemm(size, reason, message)
-            if "compile" in phases and compile_ is None:
-                compile_ = _failed_compile(
-                    reason,
-                    message
-                    if failed_at >= phases.index("compile")
-                    else f"not run: the {phase} phase failed first ({message})",
+def _blocks_of(first: _Run, second: _Run | None) -> dict[str, CompileMeasurement]:
+    """Each reference block's measurement, failed where nothing came."""
+    done: dict[str, CompileMeasurement] = {}
+    for workload in timing.WORKLOADS:
+        cold = first.blocks.get(workload)
+        if cold is None:
+            if first.failure is not None:
+                reason, message = first.failure
+                if first.phase != "compile":
+                    message = f"not run: the {first.phase} phase failed first ({message})"
+            else:
+                reason, message = Reason.WORKER_CRASHED.value, "worker sent no result"
+            done[workload] = timing.failed(workload, BLOCKS[workload], reason, short(message))
+            continue
+        warm: dict[str, Any] | None = None
+        if second is not None:
+            warm = second.blocks.get(workload)
+            if warm is None:
+                reason, message = second.failure or (
+                    Reason.WORKER_CRASHED.value,
+                    "worker sent no result",
                 )
-        elif self.level == "full" and compile_ is None:
-            compile_ = _failed_compile(Reason.WORKER_CRASHED.value, "worker sent no result")
-        return Measurements(gemm=[gemm[s] for s in self.sizes if s in gemm], compile=compile_)
+                warm = {"ok": False, "reason": reason, "message": short(message, 400)}
+        done[workload] = timing.merge(cold, warm)
+    return done
+
+
+def _measurements(
+    level: str, sizes: Sequence[int], first: _Run, second: _Run | None
+) -> Measurements:
+    """Every size and (at level full) both reference blocks, failed where nothing came."""
+    gemm = dict(first.gemm)
+    if first.failure is not None:
+        reason, message = first.failure
+        for size in sizes:
+            gemm.setdefault(size, _failed_gemm(size, reason, message))
+    blocks = _blocks_of(first, second) if level == "full" else {}
+    return Measurements(
+        gemm=[gemm[s] for s in sizes if s in gemm],
+        compile=blocks.get("inference"),
+        training=blocks.get("training"),
+    )
+
+
+class _Device:
+    """A device's workers: the first, and at level full the second, started together."""
+
+    def __init__(
+        self,
+        target: Target,
+        level: str,
+        *,
+        sizes: Sequence[int],
+        budgets: Budgets,
+        python: str,
+        env: dict[str, str],
+    ) -> None:
+        self.target = target
+        self.level = level
+        self.sizes = list(sizes)
+        self.scratch = tempfile.mkdtemp(prefix="maxtune-measure-", dir=scratch_base())
+        common: dict[str, Any] = {
+            "target": target,
+            "sizes": sizes,
+            "budgets": budgets,
+            "python": python,
+            "env": env,
+            "scratch": self.scratch,
+        }
+        self.second: _Worker | None = None
+        try:
+            self.first = _Worker(level=level, **common)
+        except OSError:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise
+        try:
+            self.second = _Worker(level="retime", **common) if level == "full" else None
+        except OSError:
+            self.first.kill()
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise
+
+    def workers(self) -> list[_Worker]:
+        return [w for w in (self.first, self.second) if w is not None]
+
+    def supervise(self) -> GpuOutcome:
+        try:
+            first = self.first.supervise()
+            second: _Run | None = None
+            if self.second is not None:
+                proceed = any(b.get("ok") for b in first.blocks.values())
+                self.second.go(proceed)
+                if proceed:
+                    second = self.second.supervise()
+                else:
+                    self.second.kill()
+            outcome = GpuOutcome(
+                uuid=self.target.uuid,
+                measurements=_measurements(self.level, self.sizes, first, second),
+                trials=first.trials,
+                stderr_tail=first.stderr_tail
+                + (f"\n--- second process ---\n{second.stderr_tail}" if second else ""),
+            )
+            outcome.stage_seconds.update(first.stages)
+            if second is not None and "retime" in second.stages:
+                outcome.stage_seconds["retime"] = second.stages["retime"]
+            return outcome
+        finally:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def measure(
-    gpus: Sequence[GpuDevice],
+    targets: Sequence[Target],
     level: str,
     *,
     sizes: Sequence[int] = DEFAULT_SIZES,
     budgets: Budgets | None = None,
-    busy: Callable[[GpuDevice], tuple[int, ...]] | None = None,
+    busy: Callable[[Target], tuple[int, ...]] | None = None,
     python: str = sys.executable,
     env: dict[str, str] | None = None,
 ) -> dict[str, GpuOutcome]:
-    """Measure every whole GPU in parallel; MIG-enabled GPUs are not measured."""
+    """Measure every target (whole GPUs and gate-passing MIG slices) in parallel."""
     if level == "inventory":
         return {}
     budgets = budgets or Budgets()
     outcomes: dict[str, GpuOutcome] = {}
-    workers: list[_Worker] = []
-    for gpu in gpus:
-        if gpu.mig_enabled:
-            continue
-        pids = busy(gpu) if busy is not None else gpu.busy_pids
-        others = tuple(p for p in pids if p != os.getpid())
-        if others:
-            outcomes[gpu.uuid] = GpuOutcome(
-                uuid=gpu.uuid,
-                measurements=None,
-                skipped=(
-                    Reason.GPU_BUSY.value,
-                    f"GPU {gpu.index} has {len(others)} other compute process(es) "
-                    f"(pids {', '.join(map(str, others[:5]))}); measurement skipped, "
-                    "retried on a later round",
-                ),
-            )
-            continue
-        workers.append(
-            _Worker(
-                gpu=gpu, level=level, sizes=sizes, budgets=budgets, python=python, env=env or {}
-            )
-        )
+    devices: list[_Device] = []
     results: dict[str, GpuOutcome] = {}
-    threads = [
-        threading.Thread(target=lambda w=w: results.__setitem__(w.gpu.uuid, w.supervise()))
-        for w in workers
-    ]
     try:
+        for target in targets:
+            pids = busy(target) if busy is not None else target.busy_pids
+            others = tuple(p for p in pids if p != os.getpid())
+            if others:
+                outcomes[target.uuid] = GpuOutcome(
+                    uuid=target.uuid,
+                    measurements=None,
+                    skipped=(
+                        Reason.GPU_BUSY.value,
+                        f"{target.label} has {len(others)} other compute process(es) "
+                        f"(pids {', '.join(map(str, others[:5]))}); measurement skipped, "
+                        "retried on a later round",
+                    ),
+                )
+                continue
+            try:
+                device = _Device(
+                    target, level, sizes=sizes, budgets=budgets, python=python, env=env or {}
+                )
+            except OSError as exc:  # no writable folder for the compiler caches, no python
+                failed = _Run(failure=(Reason.FAILED.value, f"{target.label}: {exc}"))
+                outcomes[target.uuid] = GpuOutcome(
+                    uuid=target.uuid, measurements=_measurements(level, sizes, failed, None)
+                )
+                continue
+            devices.append(device)
+        threads = [
+            threading.Thread(target=lambda d=d: results.__setitem__(d.target.uuid, d.supervise()))
+            for d in devices
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
     finally:
-        for worker in workers:
-            if worker.proc.poll() is None:
-                worker.kill()
+        for device in devices:
+            for worker in device.workers():
+                if worker.proc.poll() is None:
+                    worker.kill()
     outcomes.update(results)
     return outcomes
 

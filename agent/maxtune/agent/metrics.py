@@ -170,7 +170,7 @@ class AgentMetrics(Collector):
                     sms.add_metric(labels, gpu.sm_count)
                 capable.add_metric(labels, 1.0 if gpu_capable(gpu, rule) else 0.0)
             for mig in gpu.mig_instances:
-                labels = [idx, mig.uuid or "", gpu.product, mig.resource]
+                labels = [idx, mig.uuid or "", gpu.product, mig.resource or ""]
                 if mig.sm_count is not None:
                     sms.add_metric(labels, mig.sm_count)
                 capable.add_metric(labels, 1.0 if mig_capable(mig, rule) else 0.0)

@@ -113,7 +113,8 @@ class NvmlInventory:
                 )
 
     def busy_pids(self, uuid: str) -> tuple[int, ...]:
-        """Compute processes on the GPU right now (re-read just before a measurement)."""
+        """Compute processes on the GPU or MIG slice (by its MIG- UUID) right now, re-read
+        just before a measurement."""
         with self._lock:
             nvml = self._ensure()
             handle = nvml.nvmlDeviceGetHandleByUUID(uuid)
@@ -209,6 +210,10 @@ class NvmlInventory:
             mig_memory_gb(total_bytes, int(attrs.memorySizeMB)),
             self._attribute(nvml, parent, gi_id),
         )
+        try:
+            busy = tuple(int(p.pid) for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle))
+        except nvml.NVMLError:
+            busy = ()
         return MigDevice(
             profile=profile,
             uuid=_text(nvml.nvmlDeviceGetUUID(handle)),
@@ -216,6 +221,7 @@ class NvmlInventory:
             compute_instance_id=ci_id,
             sm_count=int(attrs.multiprocessorCount) or None,
             memory_mib=int(attrs.memorySizeMB),
+            busy_pids=busy,
         )
 
     @staticmethod

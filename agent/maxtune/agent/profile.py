@@ -2,9 +2,10 @@
 
 Pure functions of their inputs (the clock is a parameter), so every rule here
 is unit-tested without a GPU or a cluster: the verdict per GPU and MIG slice
-(the contract's gate under the policy's torch rule), the summaries (the
+(the contract's gate under the policy's torch rule), what the device plugin
+schedules under the node's MIG strategy (migstrategy.py), the summaries (the
 contract's `summarize`), the fingerprint that decides when to re-measure, and
-the conditions, whose lastTransitionTime moves only when their status does.
+the conditions (conditions.py).
 """
 
 from __future__ import annotations
@@ -15,31 +16,51 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from maxtune.agent.inventory import GpuDevice, Inventory
+from maxtune.agent import migstrategy
+from maxtune.agent.conditions import (
+    COMPILE_MEASURED,
+    CONDITION_TYPES,
+    GEMM_MEASURED,
+    INVENTORIED,
+    LEVELS,
+    READY,
+    conditions,
+    keep_transition_times,
+)
+from maxtune.agent.inventory import Inventory
+from maxtune.agent.targets import Target, targets
 from maxtune.contract import gate
 from maxtune.contract.assess import summarize
 from maxtune.contract.gpuclass import gpu_class
 from maxtune.contract.models import (
-    Condition,
     GateVerdict,
     Gpu,
     Measurements,
     MigInstance,
+    MigStrategy,
     PolicySpec,
     ProfileStatus,
     Software,
     TorchRule,
 )
-from maxtune.contract.names import RESOURCE_GPU, mig_resource
 from maxtune.contract.policy import torch_rule
 
-LEVELS: tuple[str, ...] = ("inventory", "gemm", "full")
-
-INVENTORIED = "Inventoried"
-GEMM_MEASURED = "GemmMeasured"
-COMPILE_MEASURED = "CompileMeasured"
-READY = "Ready"
-CONDITION_TYPES = (INVENTORIED, GEMM_MEASURED, COMPILE_MEASURED, READY)
+__all__ = [
+    "COMPILE_MEASURED",
+    "CONDITION_TYPES",
+    "GEMM_MEASURED",
+    "INVENTORIED",
+    "LEVELS",
+    "READY",
+    "MeasurementState",
+    "build_gpus",
+    "build_status",
+    "conditions",
+    "fingerprint",
+    "keep_transition_times",
+    "lacks",
+    "local_policy_spec",
+]
 
 
 def local_policy_spec() -> PolicySpec:
@@ -88,30 +109,34 @@ class MeasurementState:
     skipped: dict[str, tuple[str, str]] = field(default_factory=dict)  # uuid -> (reason, msg)
     measured_time: datetime | None = None
 
-    def complete_for(self, gpus: Sequence[GpuDevice], level: str) -> bool:
-        """Every whole GPU has the measurements `level` asks for (skipped ones do not count)."""
-        if level == "inventory":
-            return True
-        for gpu in gpus:
-            if gpu.mig_enabled:
-                continue
-            found = self.by_gpu.get(gpu.uuid)
-            if found is None or not found.gemm:
-                return False
-            if level == "full" and found.compile is None:
-                return False
-        return True
+    def complete_for(self, devices: Sequence[Target], level: str) -> bool:
+        """Every device has the measurements `level` asks for (skipped ones do not count)."""
+        return level == "inventory" or not any(
+            lacks(self.by_gpu.get(t.uuid), level) for t in devices
+        )
 
     @classmethod
     def from_status(cls, status: ProfileStatus | None) -> MeasurementState:
         """Measurements of a published profile, to keep them when the fingerprint matches."""
         if status is None:
             return cls()
+        by_uuid = {g.uuid: g.measurements for g in status.gpus if g.measurements is not None}
+        for gpu in status.gpus:
+            for m in gpu.mig_instances:
+                if m.uuid is not None and m.measurements is not None:
+                    by_uuid[m.uuid] = m.measurements
         return cls(
-            fingerprint=status.fingerprint,
-            by_gpu={g.uuid: g.measurements for g in status.gpus if g.measurements is not None},
-            measured_time=status.measured_time,
+            fingerprint=status.fingerprint, by_gpu=by_uuid, measured_time=status.measured_time
         )
+
+
+def lacks(found: Measurements | None, level: str) -> bool:
+    """True when `found` misses what `level` measures (GEMM; at full also both blocks)."""
+    if level == "inventory":
+        return False
+    if found is None or not found.gemm:
+        return True
+    return level == "full" and (found.training is None or found.compile is None)
 
 
 def _verdict(sm_count: int | None, torch_version: str) -> GateVerdict:
@@ -120,22 +145,28 @@ def _verdict(sm_count: int | None, torch_version: str) -> GateVerdict:
 
 
 def build_gpus(
-    inventory: Inventory, torch_version: str, measurements: Mapping[str, Measurements]
+    inventory: Inventory,
+    torch_version: str,
+    measurements: Mapping[str, Measurements],
+    strategy: MigStrategy = migstrategy.DEFAULT,
 ) -> list[Gpu]:
+    """The contract's GPUs, each scheduled as the device plugin would under `strategy`."""
+    plan = migstrategy.layout(inventory, strategy)
     gpus = []
-    for dev in inventory.gpus:
+    for dev, (resource, slice_resources) in zip(inventory.gpus, plan.gpus, strict=True):
         mig = [
             MigInstance(
                 profile=m.profile,
-                resource=mig_resource(m.profile),
+                resource=slice_resource,
                 uuid=m.uuid,
                 gpu_instance_id=m.gpu_instance_id,
                 compute_instance_id=m.compute_instance_id,
                 sm_count=m.sm_count,
                 gpu_class=gpu_class(dev.product, m.sm_count, m.profile),
                 verdict=_verdict(m.sm_count, torch_version),
+                measurements=measurements.get(m.uuid) if m.uuid is not None else None,
             )
-            for m in dev.mig
+            for m, slice_resource in zip(dev.mig, slice_resources, strict=True)
         ]
         gpus.append(
             Gpu(
@@ -146,7 +177,7 @@ def build_gpus(
                 compute_capability=f"{dev.compute_capability[0]}.{dev.compute_capability[1]}",
                 sm_count=dev.sm_count,
                 mig_enabled=dev.mig_enabled,
-                resource=None if dev.mig_enabled else RESOURCE_GPU,
+                resource=resource,
                 gpu_class=gpu_class(dev.product, dev.sm_count),
                 verdict=_verdict(None if dev.mig_enabled else dev.sm_count, torch_version),
                 mig_instances=mig,
@@ -154,150 +185,6 @@ def build_gpus(
             )
         )
     return gpus
-
-
-# ------------------------------------------------------------------ conditions
-
-
-def _cond(kind: str, ok: bool, reason: str, message: str, now: datetime) -> Condition:
-    return Condition(
-        type=kind,
-        status="True" if ok else "False",
-        reason=reason,
-        message=message[:4000],
-        last_transition_time=now,
-    )
-
-
-def _inventoried(inventory: Inventory, node: str, now: datetime) -> Condition:
-    whole = sum(1 for g in inventory.gpus if not g.mig_enabled)
-    slices = sum(len(g.mig) for g in inventory.gpus)
-    found = f"{len(inventory.gpus)} GPU(s): {whole} whole, {slices} MIG instance(s)"
-    if inventory.source == "none" or (not inventory.gpus and inventory.problems):
-        why = "; ".join(m for _, m in inventory.problems) or "no GPU found"
-        reason = inventory.problems[0][0] if inventory.problems else "NoGPU"
-        return _cond(INVENTORIED, False, reason, f"no GPU on this node: {why}", now)
-    if inventory.problems:
-        reason = inventory.problems[0][0]
-        detail = "; ".join(m for _, m in inventory.problems)
-        return _cond(INVENTORIED, False, reason, f"{found}; incomplete: {detail}", now)
-    if inventory.source == "simulation":
-        return _cond(
-            INVENTORIED,
-            True,
-            "Simulated",
-            f"SIMULATED from fleet file {inventory.simulation} as node {node}, not real "
-            f"hardware: {found}",
-            now,
-        )
-    if not inventory.gpus:
-        return _cond(INVENTORIED, False, "NoGPU", "NVML lists no GPU on this node", now)
-    return _cond(INVENTORIED, True, "Inventoried", found, now)
-
-
-def _measured(
-    kind: str,
-    inventory: Inventory,
-    level: str,
-    state: MeasurementState,
-    now: datetime,
-) -> Condition:
-    wants = "gemm" if kind == GEMM_MEASURED else "full"
-    what = "reference GEMM" if kind == GEMM_MEASURED else "torch.compile comparison"
-    if LEVELS.index(level) < LEVELS.index(wants):
-        return _cond(kind, False, "NotRequested", f"level {level}: the {what} is not run", now)
-    whole = [g for g in inventory.gpus if not g.mig_enabled]
-    if not whole:
-        if inventory.gpus:
-            return _cond(
-                kind,
-                False,
-                "NoWholeGPU",
-                "every GPU is in MIG mode; MIG slices are not measured",
-                now,
-            )
-        return _cond(kind, False, "NoGPU", "no GPU to measure", now)
-    failures: list[tuple[str, str]] = []
-    pending: list[str] = []
-    notes: list[str] = []
-    for gpu in whole:
-        found = state.by_gpu.get(gpu.uuid)
-        if kind == GEMM_MEASURED:
-            results = found.gemm if found else []
-            if not results:
-                pending.append(f"GPU {gpu.index}")
-                continue
-            for m in results:
-                if m.ok:
-                    notes.append(f"GPU {gpu.index} {m.size}: {m.ratio_to_cublas:.1%} of cuBLAS")
-                else:
-                    failures.append(
-                        (m.reason or "MeasurementFailed", f"GPU {gpu.index} {m.size}: {m.message}")
-                    )
-        else:
-            comp = found.compile if found else None
-            if comp is None:
-                pending.append(f"GPU {gpu.index}")
-            elif not comp.ok:
-                failures.append(
-                    (comp.reason or "MeasurementFailed", f"GPU {gpu.index}: {comp.message}")
-                )
-            else:
-                gains = ", ".join(
-                    f"{t.mode.value} {t.gain:+.1%}" for t in comp.modes if t.mode.value != "default"
-                )
-                notes.append(f"GPU {gpu.index}: {gains}")
-    if failures:
-        return _cond(kind, False, failures[0][0], "; ".join(m for _, m in failures), now)
-    if pending:
-        busy = [state.skipped[g.uuid] for g in whole if g.uuid in state.skipped]
-        if busy:
-            return _cond(kind, False, busy[0][0], "; ".join(m for _, m in busy), now)
-        return _cond(kind, False, "Pending", f"not measured yet: {', '.join(pending)}", now)
-    prefix = "SIMULATED " if inventory.source == "simulation" else ""
-    return _cond(kind, True, "Measured", prefix + "; ".join(notes), now)
-
-
-def conditions(
-    *,
-    inventory: Inventory,
-    level: str,
-    state: MeasurementState,
-    node: str,
-    previous: Sequence[Condition],
-    now: datetime,
-) -> list[Condition]:
-    fresh = [
-        _inventoried(inventory, node, now),
-        _measured(GEMM_MEASURED, inventory, level, state, now),
-        _measured(COMPILE_MEASURED, inventory, level, state, now),
-    ]
-    inventoried = fresh[0].status == "True"
-    requested = [c for c in fresh[1:] if c.reason != "NotRequested"]
-    waiting = [c for c in requested if c.reason in ("Pending", "GPUBusy")]
-    if not inventoried:
-        ready = _cond(READY, False, "InventoryFailed", fresh[0].message, now)
-    elif waiting:
-        ready = _cond(READY, False, "MeasurementPending", waiting[0].message, now)
-    else:
-        ready = _cond(READY, True, "ProfileComplete", f"level {level} profile complete", now)
-    fresh.append(ready)
-    return keep_transition_times(fresh, previous)
-
-
-def keep_transition_times(
-    fresh: Sequence[Condition], previous: Sequence[Condition]
-) -> list[Condition]:
-    """A condition whose status did not change keeps its lastTransitionTime."""
-    before = {c.type: c for c in previous}
-    out = []
-    for cond in fresh:
-        old = before.get(cond.type)
-        if old is not None and old.status == cond.status:
-            out.append(cond.model_copy(update={"last_transition_time": old.last_transition_time}))
-        else:
-            out.append(cond)
-    return out
 
 
 def build_status(
@@ -310,13 +197,20 @@ def build_status(
     node: str,
     previous: ProfileStatus | None,
     now: datetime,
+    mig_strategy: MigStrategy = migstrategy.DEFAULT,
+    devices: Sequence[Target] | None = None,
 ) -> ProfileStatus:
-    gpus = build_gpus(inventory, torch_rule(spec), state.by_gpu)
+    """The status to publish. `devices` are what the backend measures (its `targets`);
+    by default the whole GPUs and the slices that pass the installed torch's gate."""
+    if devices is None:
+        devices = targets(inventory, gate.default_torch_version())
+    gpus = build_gpus(inventory, torch_rule(spec), state.by_gpu, mig_strategy)
     resources, summary = summarize(gpus, spec)
     return ProfileStatus(
         source=inventory.source,
         simulation=inventory.simulation,
         level=level,
+        mig_strategy=mig_strategy,
         heartbeat_time=now,
         measured_time=state.measured_time,
         fingerprint=fingerprint(inventory, software, level),
@@ -326,10 +220,12 @@ def build_status(
         summary=summary,
         conditions=conditions(
             inventory=inventory,
+            devices=devices,
             level=level,
             state=state,
             node=node,
             previous=previous.conditions if previous else [],
             now=now,
+            layout_problem=migstrategy.layout(inventory, mig_strategy).problem,
         ),
     )

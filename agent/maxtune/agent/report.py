@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from maxtune.contract.assess import gpu_capable, mig_capable
-from maxtune.contract.models import PolicySpec, ProfileStatus
+from maxtune.contract.models import CompileMeasurement, Measurements, PolicySpec, ProfileStatus
 from maxtune.contract.policy import torch_rule
 
 
@@ -74,7 +74,7 @@ def render(status: ProfileStatus, spec: PolicySpec) -> str:
                     "",
                     "",
                     str(mig.sm_count) if mig.sm_count is not None else "?",
-                    mig.resource,
+                    mig.resource or "(not scheduled)",
                     "yes" if mig_capable(mig, rule) else "no",
                     mig.verdict.rule,
                 ]
@@ -83,7 +83,7 @@ def render(status: ProfileStatus, spec: PolicySpec) -> str:
 
     gemm_rows = [
         [
-            "GPU",
+            "DEVICE",
             "SIZE",
             "TRITON TFLOP/s",
             "cuBLAS TFLOP/s",
@@ -93,16 +93,15 @@ def render(status: ProfileStatus, spec: PolicySpec) -> str:
             "BEST / ERROR",
         ]
     ]
-    compile_rows = [["GPU", "MODE", "STEP ms", "COMPILE s", "GAIN vs default"]]
-    for gpu in status.gpus:
-        m = gpu.measurements
-        if m is None:
-            continue
+    compile_rows = [
+        ["DEVICE", "BLOCK", "MODE", "STEP ms", "COMPILE s", "WARM s", "GAIN [interval]", "ROUNDS"]
+    ]
+    for label, m in _measured_devices(status):
         for g in m.gemm:
             if g.ok:
                 gemm_rows.append(
                     [
-                        str(gpu.index),
+                        label,
                         str(g.size),
                         f"{g.triton_flops / 1e12:.1f}",
                         f"{g.cublas_flops / 1e12:.1f}",
@@ -114,46 +113,66 @@ def render(status: ProfileStatus, spec: PolicySpec) -> str:
                 )
             else:
                 gemm_rows.append(
-                    [
-                        str(gpu.index),
-                        str(g.size),
-                        "-",
-                        "-",
-                        "-",
-                        "-",
-                        "-",
-                        f"{g.reason}: {g.message}",
-                    ]
+                    [label, str(g.size), "-", "-", "-", "-", "-", f"{g.reason}: {g.message}"]
                 )
-        if m.compile is not None:
-            if not m.compile.ok:
-                compile_rows.append(
-                    [str(gpu.index), "-", "-", "-", f"{m.compile.reason}: {m.compile.message}"]
-                )
-            for t in m.compile.modes:
-                compile_rows.append(
-                    [
-                        str(gpu.index),
-                        t.mode.value,
-                        f"{t.step_seconds * 1e3:.3f}",
-                        f"{t.compile_seconds:.1f}",
-                        f"{t.gain:+.1%}",
-                    ]
-                )
+        for block in (m.training, m.compile):
+            if block is not None:
+                compile_rows += _block_rows(label, block)
     if len(gemm_rows) > 1:
         lines += ["", "Reference GEMM (bf16, Triton autotuned vs cuBLAS, same run):"]
         lines += _table(gemm_rows)
     if len(compile_rows) > 1:
-        lines += ["", "torch.compile on the reference block:"]
+        lines += [
+            "",
+            "torch.compile on the reference blocks (training decides; gains: median of "
+            "paired per-round gains, interval over every timing process):",
+        ]
         lines += _table(compile_rows)
     lines.append("")
     for r in status.resources:
         lines.append(
             f"{r.name}: {r.count} x {r.gpu_class}, capable={str(r.capable).lower()}, "
             f"recommended mode {r.recommended_mode.value}"
-            + (f" (measured gain {r.measured_gain:+.1%})" if r.measured_gain is not None else "")
         )
+        if r.advice:
+            lines.append(f"  {r.advice}")
     for c in status.conditions:
         if c.status != "True" and c.reason != "NotRequested":
             lines.append(f"{c.type}: {c.reason}: {c.message}")
     return "\n".join(lines)
+
+
+def _measured_devices(status: ProfileStatus) -> list[tuple[str, Measurements]]:
+    found: list[tuple[str, Measurements]] = []
+    for gpu in status.gpus:
+        if gpu.measurements is not None:
+            found.append((str(gpu.index), gpu.measurements))
+        for mig in gpu.mig_instances:
+            if mig.measurements is not None:
+                found.append((f"{gpu.index}/{mig.gpu_instance_id}", mig.measurements))
+    return found
+
+
+def _block_rows(label: str, block: CompileMeasurement) -> list[list[str]]:
+    if not block.ok:
+        return [[label, block.workload, "-", "-", "-", "-", f"{block.reason}: {block.message}", ""]]
+    rows = []
+    for t in block.modes:
+        interval = (
+            f" [{t.gain_low:+.1%}, {t.gain_high:+.1%}]"
+            if t.gain_low is not None and t.gain_high is not None
+            else ""
+        )
+        rows.append(
+            [
+                label,
+                block.workload,
+                t.mode.value,
+                f"{t.step_seconds * 1e3:.3f}",
+                f"{t.compile_seconds:.1f}",
+                f"{t.warm_compile_seconds:.1f}" if t.warm_compile_seconds is not None else "-",
+                f"{t.gain:+.1%}{interval}",
+                f"{block.processes}x{block.rounds}",
+            ]
+        )
+    return rows

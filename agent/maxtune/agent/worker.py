@@ -5,8 +5,12 @@ so a hang, a crash, an out-of-memory or a lost device ends this process and
 not the agent. It reports on its own protocol stream (the original stdout; the
 process's stdout is pointed at stderr so library prints cannot corrupt it), one
 JSON object per line: `phase` when a phase starts (the parent enforces each
-phase's deadline), then `gemm`, `compile` or `failed` results, then `done`.
-Each phase gets fresh Triton and Inductor caches so compile times are honest.
+phase's deadline), then `gemm`, `block` or `failed` results, then `done`.
+
+Levels: `gemm`, `full` (the GEMM, then both reference blocks compiled cold into
+`--scratch`), and `retime`: the second timing process, started beside the first,
+which waits for `go` on stdin and then compiles the blocks again from the caches
+the first filled (warm) and times another set of rounds.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import IO, Any
 
 
@@ -61,7 +66,107 @@ def scratch_base() -> str:
     raise OSError(f"no writable folder for compiler caches among {candidates}")
 
 
+def _startup(args: argparse.Namespace, channel: Channel) -> tuple[Any, Any] | None:
+    """Import torch, check CUDA sees the device asked for; (torch, props) or None."""
+    channel.send("phase", phase="startup")
+    began = time.monotonic()
+    try:
+        import torch  # noqa: PLC0415
+
+        from maxtune.agent.timing import device_mismatch  # noqa: PLC0415
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("CUDA is not available in the measurement process")
+        props = torch.cuda.get_device_properties(0)
+        uuid = f"GPU-{props.uuid}"
+    except Exception as exc:
+        _failure(channel, "startup", exc)
+        return None
+    channel.send(
+        "device",
+        uuid=uuid,
+        name=props.name,
+        sm_count=props.multi_processor_count,
+        startup_seconds=time.monotonic() - began,
+        torch=torch.__version__,
+    )
+    mismatch = device_mismatch(
+        seen_uuid=uuid,
+        seen_sms=int(props.multi_processor_count),
+        expect_uuid=args.expect_uuid,
+        expect_parent=args.expect_parent,
+        expect_sms=args.expect_sms,
+    )
+    if mismatch is not None:
+        channel.send("failed", phase="startup", reason="DeviceLost", message=mismatch)
+        return None
+    return torch, props
+
+
+def _gemm(args: argparse.Namespace, channel: Channel, props: Any) -> bool:
+    from maxtune.agent import gemm_bench  # noqa: PLC0415
+    from maxtune.agent.gemm_configs import search_space  # noqa: PLC0415
+
+    channel.send("phase", phase="gemm")
+    began = time.monotonic()
+    try:
+        configs = search_space((props.major, props.minor))
+        gemm_bench.measure(
+            args.sizes,
+            configs,
+            deadline=time.monotonic() + args.gemm_budget_s,
+            on_size=lambda r: channel.send("gemm", result=r.wire(), trials=r.trial_table()),
+        )
+    except Exception as exc:
+        _failure(channel, "gemm", exc)
+        return False
+    channel.send("phase_done", phase="gemm", seconds=time.monotonic() - began)
+    return True
+
+
+def _prime(channel: Channel, args: argparse.Namespace, phase: str) -> bool:
+    """Inductor's one-time costs, paid before any mode's compile is timed."""
+    from maxtune.agent import compile_bench  # noqa: PLC0415
+
+    try:
+        primed = compile_bench.prime("cuda", Path(args.scratch) / f"prime-{args.level}")
+    except Exception as exc:
+        _failure(channel, phase, exc)
+        return False
+    print(f"maxtune: Inductor primed in {primed:.2f}s", file=sys.stderr, flush=True)
+    return True
+
+
+def _blocks(args: argparse.Namespace, channel: Channel, phase: str, *, warm: bool) -> bool:
+    """Both reference blocks, training first (the advice rests on it); one `block` event each."""
+    from maxtune.agent import compile_bench  # noqa: PLC0415
+    from maxtune.agent.timing import CALLS, WORKLOADS  # noqa: PLC0415
+
+    channel.send("phase", phase=phase)
+    began = time.monotonic()
+    deadline = began + (args.retime_budget_s if warm else args.compile_budget_s)
+    if not warm and not _prime(channel, args, phase):
+        return False
+    for workload in WORKLOADS:
+        try:
+            result = compile_bench.measure(
+                workload,
+                cache_root=Path(args.scratch) / "compile",
+                deadline=deadline,
+                rounds=args.rounds,
+                calls=CALLS[workload],
+                warm=warm,
+            )
+        except Exception as exc:
+            _failure(channel, phase, exc)
+            return False
+        channel.send("block", result=result)
+    channel.send("phase_done", phase=phase, seconds=time.monotonic() - began)
+    return True
+
+
 def run(args: argparse.Namespace, channel: Channel) -> int:
+    own_scratch = args.scratch is None
     try:
         base = scratch_base()
     except OSError as exc:
@@ -69,86 +174,59 @@ def run(args: argparse.Namespace, channel: Channel) -> int:
         return 1
     os.environ["TMPDIR"] = base
     tempfile.tempdir = None  # re-read TMPDIR
-    scratch = tempfile.mkdtemp(prefix="maxtune-worker-", dir=base)
+    scratch = args.scratch or tempfile.mkdtemp(prefix="maxtune-worker-", dir=base)
+    args.scratch = scratch
     os.environ["TRITON_CACHE_DIR"] = os.path.join(scratch, "triton")
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(scratch, "inductor")
     try:
-        channel.send("phase", phase="startup")
-        began = time.monotonic()
-        try:
-            import torch  # noqa: PLC0415
-
-            from maxtune.agent import gemm_bench  # noqa: PLC0415
-            from maxtune.agent.gemm_configs import search_space  # noqa: PLC0415
-
-            if not torch.cuda.is_available():
-                raise RuntimeError("CUDA is not available in the measurement process")
-            props = torch.cuda.get_device_properties(0)
-            uuid = f"GPU-{props.uuid}"
-        except Exception as exc:
-            _failure(channel, "startup", exc)
+        started = _startup(args, channel)
+        if started is None:
             return 1
-        channel.send(
-            "device",
-            uuid=uuid,
-            name=props.name,
-            sm_count=props.multi_processor_count,
-            startup_seconds=time.monotonic() - began,
-            torch=torch.__version__,
-        )
-        if args.expect_uuid and uuid != args.expect_uuid:
-            channel.send(
-                "failed",
-                phase="startup",
-                reason="DeviceLost",
-                message=f"asked to measure {args.expect_uuid} but CUDA shows {uuid}",
-            )
-            return 1
-
-        channel.send("phase", phase="gemm")
-        began = time.monotonic()
-        try:
-            configs = search_space((props.major, props.minor))
-            results = gemm_bench.measure(
-                args.sizes,
-                configs,
-                deadline=time.monotonic() + args.gemm_budget_s,
-                on_size=lambda r: channel.send("gemm", result=r.wire(), trials=r.trial_table()),
-            )
-            del results
-        except Exception as exc:
-            _failure(channel, "gemm", exc)
-            return 1
-        channel.send("phase_done", phase="gemm", seconds=time.monotonic() - began)
-
-        if args.level == "full":
-            from maxtune.agent import compile_bench  # noqa: PLC0415
-
-            channel.send("phase", phase="compile")
-            began = time.monotonic()
-            try:
-                result = compile_bench.measure(deadline=time.monotonic() + args.compile_budget_s)
-            except Exception as exc:
-                _failure(channel, "compile", exc)
+        _torch, props = started
+        if args.level == "retime":
+            # The second process: started beside the first and primed while the first
+            # measures the GEMM (its start costs no time of its own), then it waits until
+            # the parent says the first one's caches are complete.
+            if not _prime(channel, args, "startup"):
                 return 1
-            channel.send("compile", result=result)
-            channel.send("phase_done", phase="compile", seconds=time.monotonic() - began)
+            channel.send("phase", phase="wait")
+            if sys.stdin.readline().strip() != "go":
+                return 0
+            if not _blocks(args, channel, "retime", warm=True):
+                return 1
+        else:
+            if not _gemm(args, channel, props):
+                return 1
+            if args.level == "full" and not _blocks(args, channel, "compile", warm=False):
+                return 1
         channel.send("done")
         return 0
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if own_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m maxtune.agent.worker")
-    parser.add_argument("--level", choices=["gemm", "full"], required=True)
+    parser.add_argument("--level", choices=["gemm", "full", "retime"], required=True)
     parser.add_argument(
         "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[4096, 8192]
     )
     parser.add_argument("--gemm-budget-s", type=float, default=90.0)
     parser.add_argument("--compile-budget-s", type=float, default=150.0)
+    parser.add_argument("--retime-budget-s", type=float, default=90.0)
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument(
+        "--scratch", default=None, help="cache folder shared by the cold and the warm process"
+    )
     parser.add_argument("--expect-uuid", default=None)
+    parser.add_argument("--expect-parent", default=None, help="a MIG slice's parent GPU UUID")
+    parser.add_argument("--expect-sms", type=int, default=None)
     args = parser.parse_args(argv)
+    if args.rounds is None:
+        from maxtune.agent.timing import ROUNDS  # noqa: PLC0415
+
+        args.rounds = ROUNDS
     channel = Channel()
     return run(args, channel)
 

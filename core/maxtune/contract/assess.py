@@ -3,29 +3,30 @@
 The agent runs this to fill its profile's summary; the operator runs the same
 code, with the cluster's policy, to derive labels and admission decisions. The
 rule throughout: capable only what was measured, recommend a max-autotune mode
-only where a measurement on the node showed it pays (design.md: "capable is
-not beneficial").
+only where a measurement on the node showed it pays beyond its noise and its
+compile cost (design.md: "capable is not beneficial"; the rule is in advice.py).
 """
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from maxtune.contract import gate
+from maxtune.contract.advice import advise
 from maxtune.contract.gpuclass import mixed_class
 from maxtune.contract.models import (
     Gpu,
+    Measurements,
     MigInstance,
     PolicySpec,
     ProfileStatus,
     ProfileSummary,
     ResourceSummary,
 )
-from maxtune.contract.modes import AUTOTUNE_MODES, Mode, weakest
+from maxtune.contract.modes import Mode, weakest
 from maxtune.contract.names import (
     LABEL_CAPABLE,
     LABEL_CLASS,
@@ -36,107 +37,124 @@ from maxtune.contract.names import (
 from maxtune.contract.policy import torch_rule
 
 
+def _gemm_ok(measurements: Measurements | None) -> bool:
+    """False only when the Triton check ran and failed at every size."""
+    gemm = measurements.gemm if measurements else []
+    return not (gemm and not any(m.ok for m in gemm))
+
+
 def gpu_capable(gpu: Gpu, torch_version: str) -> bool:
     """The gate on the measured SM count, and no failed Triton check on this GPU."""
     if gpu.mig_enabled or gpu.sm_count is None:
         return False
     if not gate.verdict(sm_count=gpu.sm_count, torch_version=torch_version).capable:
         return False
-    gemm = gpu.measurements.gemm if gpu.measurements else []
-    return not (gemm and not any(m.ok for m in gemm))
+    return _gemm_ok(gpu.measurements)
 
 
 def mig_capable(instance: MigInstance, torch_version: str) -> bool:
-    return gate.verdict(sm_count=instance.sm_count, torch_version=torch_version).capable
+    """The gate on the slice's own SM count, and no failed Triton check on the slice."""
+    if not gate.verdict(sm_count=instance.sm_count, torch_version=torch_version).capable:
+        return False
+    return _gemm_ok(instance.measurements)
 
 
 @dataclass(frozen=True, slots=True)
-class Advice:
-    mode: Mode
-    gain: float | None  # median measured gain of the best max-autotune mode
-    reason: str
+class _Unit:
+    """One schedulable device: a whole GPU or a MIG slice, as a resource offers it."""
+
+    gpu_class: str
+    sm_count: int | None
+    capable: bool
+    measurements: Measurements | None
+    mig_profile: str | None
 
 
-def advise(gpus: list[Gpu], *, capable: bool, min_gain: float) -> Advice:
-    """One mode for a group of GPUs of one class, from their median measured gains."""
-    if not capable:
-        return Advice(Mode.DEFAULT, None, "not capable")
-    gains: dict[Mode, list[float]] = defaultdict(list)
+def _units(gpus: list[Gpu], torch_version: str) -> dict[str, list[_Unit]]:
+    """Devices by the resource they are scheduled as (whole GPUs and slices alike)."""
+    by_resource: dict[str, list[_Unit]] = defaultdict(list)
     for gpu in gpus:
-        compile_ = gpu.measurements.compile if gpu.measurements else None
-        if compile_ is None or not compile_.ok:
-            continue
-        for timing in compile_.modes:
-            if timing.mode in AUTOTUNE_MODES:
-                gains[timing.mode].append(timing.gain)
-    if not gains:
-        return Advice(Mode.DEFAULT, None, "capable, gain not measured")
-    medians = {mode: statistics.median(values) for mode, values in gains.items()}
-    best = max(medians, key=lambda m: medians[m])
-    if medians[best] >= min_gain:
-        return Advice(best, medians[best], f"measured gain {medians[best]:+.1%}")
-    return Advice(
-        Mode.DEFAULT, medians[best], f"best measured gain {medians[best]:+.1%} < {min_gain:.1%}"
-    )
+        if gpu.resource is not None:
+            by_resource[gpu.resource].append(
+                _Unit(
+                    gpu.gpu_class,
+                    None if gpu.mig_enabled else gpu.sm_count,
+                    gpu_capable(gpu, torch_version),
+                    None if gpu.mig_enabled else gpu.measurements,
+                    None,
+                )
+            )
+        for instance in gpu.mig_instances:
+            if instance.resource is not None:
+                by_resource[instance.resource].append(
+                    _Unit(
+                        instance.gpu_class,
+                        instance.sm_count,
+                        mig_capable(instance, torch_version),
+                        instance.measurements,
+                        instance.profile,
+                    )
+                )
+    return by_resource
 
 
-def _whole_gpu_summary(gpus: list[Gpu], spec: PolicySpec) -> ResourceSummary:
-    tv = torch_rule(spec)
-    by_class: dict[str, list[Gpu]] = defaultdict(list)
-    for gpu in gpus:
-        by_class[gpu.gpu_class].append(gpu)
-    advices = [
-        advise(
-            group,
-            capable=all(gpu_capable(g, tv) for g in group),
-            min_gain=spec.min_measured_gain,
+def _summary(name: str, units: list[_Unit], spec: PolicySpec) -> ResourceSummary:
+    by_class: dict[str, list[_Unit]] = defaultdict(list)
+    for unit in units:
+        by_class[unit.gpu_class].append(unit)
+    advices = {
+        cls: advise(
+            [u.measurements.training if u.measurements else None for u in group],
+            capable=all(u.capable for u in group),
+            spec=spec,
         )
-        for group in by_class.values()
-    ]
-    mode = weakest([a.mode for a in advices])
-    gains = [a.gain for a in advices if a.gain is not None]
-    sms = [g.sm_count for g in gpus if g.sm_count is not None]
+        for cls, group in sorted(by_class.items())
+    }
+    mode = weakest([a.mode for a in advices.values()])
+    # The class that decides: the weakest mode, and of those the least assured gain.
+    deciding = min(
+        (a for a in advices.values() if a.mode is mode),
+        key=lambda a: a.about.gain_low if a.about is not None else float("-inf"),
+    )
+    about = deciding.about
+    if len(advices) == 1:
+        text = deciding.reason
+    else:
+        text = "; ".join(f"{cls}: {a.reason}" for cls, a in advices.items())
+    sms = [u.sm_count for u in units if u.sm_count is not None]
+    profiles = {u.mig_profile for u in units}
     return ResourceSummary(
-        name=RESOURCE_GPU,
-        count=len(gpus),
-        sm_count=min(sms) if len(sms) == len(gpus) else None,
-        capable=all(gpu_capable(g, tv) for g in gpus),
+        name=name,
+        count=len(units),
+        sm_count=min(sms) if len(sms) == len(units) else None,
+        capable=all(u.capable for u in units),
         gpu_class=mixed_class(by_class),
         recommended_mode=mode,
-        measured_gain=min(gains) if len(gains) == len(advices) else None,
+        measured_gain=about.gain if about is not None else None,
+        mig_profile=next(iter(profiles)) if len(profiles) == 1 else None,
+        mode=about.mode if about is not None else None,
+        gain_low=about.gain_low if about is not None else None,
+        gain_high=about.gain_high if about is not None else None,
+        extra_compile_seconds=about.extra_compile_seconds if about is not None else None,
+        break_even_steps=about.break_even_steps if about is not None else None,
+        advice=text[:2048],
+        modes=list(deciding.modes),
     )
-
-
-def _mig_summaries(gpus: list[Gpu], spec: PolicySpec) -> list[ResourceSummary]:
-    tv = torch_rule(spec)
-    by_resource: dict[str, list[MigInstance]] = defaultdict(list)
-    for gpu in gpus:
-        for instance in gpu.mig_instances:
-            by_resource[instance.resource].append(instance)
-    summaries = []
-    for resource, instances in sorted(by_resource.items()):
-        sms = [i.sm_count for i in instances if i.sm_count is not None]
-        summaries.append(
-            ResourceSummary(
-                name=resource,
-                count=len(instances),
-                sm_count=min(sms) if len(sms) == len(instances) else None,
-                capable=all(mig_capable(i, tv) for i in instances),
-                gpu_class=mixed_class(i.gpu_class for i in instances),
-                # MIG slices are not measured (the reference runs on whole GPUs),
-                # so the advice for them never rests on a measurement: default.
-                recommended_mode=Mode.DEFAULT,
-            )
-        )
-    return summaries
 
 
 def summarize(gpus: list[Gpu], spec: PolicySpec) -> tuple[list[ResourceSummary], ProfileSummary]:
-    """Per-resource summaries and the node summary, under `spec`'s torch rule and gain."""
-    whole = [g for g in gpus if g.resource == RESOURCE_GPU and not g.mig_enabled]
-    resources = ([_whole_gpu_summary(whole, spec)] if whole else []) + _mig_summaries(gpus, spec)
-    if whole:
-        head = resources[0]
+    """Per-resource summaries and the node summary, under `spec`'s torch rule and gain.
+
+    Resources are what the device plugin advertises: whole GPUs and, under the single MIG
+    strategy, MIG slices as `nvidia.com/gpu`; slices as `nvidia.com/mig-<profile>` under
+    the mixed strategy. The node summary (and so the node labels) describes
+    `nvidia.com/gpu`, whatever devices stand behind it.
+    """
+    grouped = _units(gpus, torch_rule(spec))
+    names = sorted(grouped, key=lambda n: (n != RESOURCE_GPU, n))
+    resources = [_summary(name, grouped[name], spec) for name in names]
+    head = resources[0] if resources and resources[0].name == RESOURCE_GPU else None
+    if head is not None:
         summary = ProfileSummary(
             gpus=len(gpus),
             sm_count=head.sm_count,

@@ -30,6 +30,7 @@ class ApiModel(BaseModel):
 
 
 NonNegInt = Annotated[int, Field(ge=0)]
+MAX_ROUNDS = 64  # per mode and measurement, all processes together
 SmCount = Annotated[int, Field(ge=1, le=100_000, description="Streaming multiprocessors")]
 Seconds = Annotated[float, Field(ge=0)]
 TorchMinor = Annotated[
@@ -82,12 +83,40 @@ class GemmMeasurement(ApiModel):
 
 
 class ModeTiming(ApiModel):
-    """Step and compile time of the reference block under one torch.compile mode."""
+    """Step and compile time of a reference block under one torch.compile mode.
+
+    Step times come from interleaved rounds (every mode timed in each round, so drift
+    hits all alike); `gain` is the median of the per-round paired gains over default and
+    [`gainLow`, `gainHigh`] its confidence interval, widened over every timing process
+    (docs/decisions/0012-stable-gains.md).
+    """
 
     mode: Mode
-    step_seconds: Annotated[float, Field(gt=0)]
-    compile_seconds: Seconds
-    gain: float = Field(description="default step time / this step time - 1 (positive = faster)")
+    step_seconds: Annotated[float, Field(gt=0)] = Field(
+        description="Median step time over every round of every timing process"
+    )
+    compile_seconds: Seconds = Field(
+        description="Cold compile: fresh Inductor and Triton caches, first call"
+    )
+    warm_compile_seconds: Seconds | None = Field(
+        default=None,
+        description="Compile in a later process on the caches the cold compile filled",
+    )
+    gain: float = Field(
+        description="Median over rounds of default step / this step - 1 (positive = faster)"
+    )
+    gain_low: float | None = Field(
+        default=None, description="Lower bound of the gain's interval (absent: not measured)"
+    )
+    gain_high: float | None = Field(default=None, description="Upper bound of the interval")
+    round_step_seconds: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=list,
+        max_length=MAX_ROUNDS,
+        description="Median step time of each round, process after process, in timing order",
+    )
+
+
+Workload = Literal["inference", "training"]
 
 
 class CompileMeasurement(ApiModel):
@@ -97,26 +126,53 @@ class CompileMeasurement(ApiModel):
     reason: Reason | None = None
     message: str | None = None
     block: str = Field(description="The reference block and its shapes")
+    workload: Workload = Field(
+        default="inference",
+        description="inference: forward under no_grad; training: forward, backward and "
+        "optimizer step",
+    )
     eager_step_seconds: Annotated[float, Field(ge=0)] | None = None
+    processes: NonNegInt = Field(
+        default=0, description="Processes whose rounds were timed (the first compiled cold)"
+    )
+    rounds: NonNegInt = Field(default=0, description="Interleaved timing rounds per process")
+    calls_per_round: NonNegInt = Field(
+        default=0, description="Timed calls per mode and round (their median is the round's)"
+    )
+    confidence: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None, description="Smallest nominal coverage of the modes' gain intervals"
+    )
     modes: list[ModeTiming] = []
 
 
 class Measurements(ApiModel):
     gemm: list[GemmMeasurement] = []
-    compile: CompileMeasurement | None = None
+    compile: CompileMeasurement | None = Field(
+        default=None, description="The inference reference (GEMM-heavy MLP), reported"
+    )
+    training: CompileMeasurement | None = Field(
+        default=None,
+        description="The training reference (transformer block step); the advice rests on it",
+    )
 
 
 class MigInstance(ApiModel):
-    """A MIG compute instance, scheduled as nvidia.com/mig-<profile>; SMs read from NVML."""
+    """A MIG compute instance: SMs read from NVML; measured on the slice when it passes the gate."""
 
     profile: Annotated[str, Field(pattern=r"^[0-9a-z.+]+$", max_length=48)]
-    resource: Annotated[str, Field(pattern=r"^nvidia\.com/mig-[0-9a-z.+]+$")]
+    resource: Annotated[str, Field(pattern=r"^nvidia\.com/(gpu|mig-[0-9a-z.+]+)$")] | None = Field(
+        default=None,
+        description="What the slice is scheduled as: nvidia.com/mig-<profile> (mixed "
+        "strategy), nvidia.com/gpu (single); absent when the device plugin advertises "
+        "nothing for it (strategy none, or an invalid single layout)",
+    )
     uuid: str | None = None
     gpu_instance_id: NonNegInt | None = None
     compute_instance_id: NonNegInt | None = None
     sm_count: SmCount | None = None
     gpu_class: str
     verdict: GateVerdict
+    measurements: Measurements | None = None
 
 
 class Gpu(ApiModel):
@@ -132,7 +188,9 @@ class Gpu(ApiModel):
     )
     mig_enabled: bool = False
     resource: str | None = Field(
-        default=None, description="nvidia.com/gpu when schedulable whole; absent under MIG"
+        default=None,
+        description="nvidia.com/gpu when the device plugin advertises the GPU whole; absent "
+        "when its MIG slices are scheduled instead",
     )
     gpu_class: str
     verdict: GateVerdict
@@ -149,6 +207,28 @@ class Software(ApiModel):
     nvml_version: str | None = None
 
 
+class ModeAdvice(ApiModel):
+    """One max-autotune mode judged against default on the training reference."""
+
+    mode: Mode
+    gain: float = Field(description="Median measured gain over default")
+    gain_low: float = Field(description="Lower bound of the gain's interval")
+    gain_high: float = Field(description="Upper bound of the gain's interval")
+    step_seconds: Annotated[float, Field(gt=0)] = Field(description="Default's step time")
+    extra_compile_seconds: float = Field(description="Cold compile seconds beyond default's")
+    warm_extra_compile_seconds: float | None = Field(
+        default=None, description="The same with warm caches (a shared compile cache)"
+    )
+    break_even_steps: NonNegInt | None = Field(
+        default=None,
+        description="Reference steps until the extra cold compile is paid back at the lower "
+        "gain; absent: never (the lower gain is not positive)",
+    )
+    warm_break_even_steps: NonNegInt | None = None
+    recommended: bool
+    reason: Annotated[str, Field(max_length=512)]
+
+
 class ResourceSummary(ApiModel):
     """What a pod requesting `name` gets on this node: the webhook decides from this."""
 
@@ -158,7 +238,27 @@ class ResourceSummary(ApiModel):
     capable: bool
     gpu_class: str
     recommended_mode: Mode
-    measured_gain: float | None = None
+    measured_gain: float | None = Field(
+        default=None, description="Gain of the mode the advice is about (see `mode`)"
+    )
+    mig_profile: str | None = Field(
+        default=None,
+        description="Set when the resource is MIG slices (also nvidia.com/gpu under the "
+        "single strategy): the slice's profile",
+    )
+    mode: Mode | None = Field(
+        default=None,
+        description="The max-autotune mode the figures below are about: the recommended "
+        "one, else the best measured",
+    )
+    gain_low: float | None = None
+    gain_high: float | None = None
+    extra_compile_seconds: float | None = None
+    break_even_steps: NonNegInt | None = None
+    advice: Annotated[str, Field(max_length=2048)] = Field(
+        default="", description="Why this mode, in words, with the measured numbers"
+    )
+    modes: list[ModeAdvice] = Field(default_factory=list, max_length=4)
 
 
 class ProfileSummary(ApiModel):
@@ -171,6 +271,9 @@ class ProfileSummary(ApiModel):
     gpu_class: str | None = None
 
 
+MigStrategy = Literal["none", "single", "mixed"]
+
+
 class ProfileSpec(ApiModel):
     node_name: Annotated[str, Field(min_length=1, max_length=253)]
 
@@ -181,6 +284,12 @@ class ProfileStatus(ApiModel):
         default=None, description="Name of the simulated fleet file; set only for simulations"
     )
     level: Literal["inventory", "gemm", "full"]
+    mig_strategy: MigStrategy = Field(
+        default="mixed",
+        description="How the device plugin schedules MIG slices here (its MIG_STRATEGY): "
+        "mixed: nvidia.com/mig-<profile>; single: every slice is an nvidia.com/gpu; none: "
+        "MIG slices are not scheduled",
+    )
     heartbeat_time: datetime
     measured_time: datetime | None = None
     fingerprint: str = Field(description="Hash of hardware, driver and torch; re-measure on change")
@@ -269,8 +378,19 @@ class PolicySpec(ApiModel):
     )
     min_measured_gain: Annotated[float, Field(ge=0, le=10)] = Field(
         default=0.03,
-        description="Smallest measured speed-up over default mode (0.03 = 3%) before a "
-        "max-autotune mode is recommended",
+        description="Smallest speed-up over default mode (0.03 = 3%) that the lower bound "
+        "of a max-autotune mode's measured gain interval must reach before it is recommended",
+    )
+    max_extra_compile_seconds: Annotated[float, Field(ge=0, le=86_400)] | None = Field(
+        default=None,
+        description="Largest extra cold-compile time over default, on the training "
+        "reference, a recommended mode may cost; absent: no bound",
+    )
+    max_break_even_steps: Annotated[int, Field(ge=0, le=1_000_000_000)] | None = Field(
+        default=None,
+        description="Recommend a mode only if its extra compile time pays back within this "
+        "many steps of the training reference, at the lower bound of its gain; absent: "
+        "no bound",
     )
     namespaces: list[Annotated[str, Field(max_length=63)]] = Field(
         default_factory=list, description="Namespaces this policy applies to; empty: all"

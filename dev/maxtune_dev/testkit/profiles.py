@@ -32,6 +32,7 @@ from maxtune.contract.models import (
 )
 from maxtune.contract.modes import Mode
 from maxtune.contract.names import RESOURCE_GPU, mig_resource
+from maxtune.contract.rounds import BlockRounds, ModeRounds, compile_measurement
 
 TORCH = "2.11"
 DEFAULT_STEP_SECONDS = 0.0016
@@ -87,6 +88,23 @@ def measurements(
                 autotune_seconds=7.2,
             )
         ],
+        # The advice rests on the training reference: every round the same step times, so
+        # the interval is the gain itself (contract.rounds computes it as for a real one).
+        training=compile_measurement(
+            BlockRounds(
+                block="transformer block train step",
+                workload="training",
+                calls_per_round=20,
+                modes=tuple(
+                    ModeRounds(mode, seconds, ((default_step / (1 + g),) * 10,) * 2)
+                    for mode, g, seconds in (
+                        (Mode.DEFAULT, 0.0, 3.8),
+                        (Mode.MAX_AUTOTUNE_NO_CUDAGRAPHS, gain, 8.7),
+                        (Mode.MAX_AUTOTUNE, gain + 0.01, 9.1),
+                    )
+                ),
+            )
+        ),
         compile=CompileMeasurement(
             ok=True,
             block="mlp gelu(x@w1)@w2 bf16 4096x4096x16384",
