@@ -45,7 +45,7 @@ from benchmarks.procstat import CpuWindow, RssSampler, load_average
 from maxtune.localplane import LocalPlane
 
 MIB = 2**20
-LABEL_WRITES = "maxtune_label_writes_total"
+LABEL_WRITES = "maxtune_operator_label_writes_total"
 NAMESPACE = "maxtune-system"
 
 

@@ -89,7 +89,7 @@ def test_prometheus_scrapes_both_operator_replicas_and_every_agent(stack: Stack)
         "maxtune-operator": {"up": 2, "total": 2},
         "maxtune-agent": {"up": 12, "total": 12},
     }
-    leaders = prometheus.query("sum(maxtune_leader)")
+    leaders = prometheus.query("sum(maxtune_operator_leader)")
     assert leaders[0].value == 1  # two replicas, one labeller
     nodes = {s.labels["node"] for s in prometheus.query("maxtune_agent_info")}
     assert nodes == set(EXPECTED)
@@ -123,7 +123,7 @@ def test_agents_per_gpu_sm_counts_and_verdicts_match_the_fleet(stack: Stack) -> 
             for s in prometheus.query(expr)
         }
 
-    assert by_key("maxtune_gpu_sm_count") == want_sms
+    assert by_key("maxtune_gpu_streaming_multiprocessors") == want_sms
     assert by_key("maxtune_gpu_max_autotune_capable") == want_capable
     assert sum(want_capable.values()) == 35  # 8+8+8 (H100s, A100) + 3 + 2 + 2 + 2 + 2 (7g slices)
 
@@ -131,7 +131,7 @@ def test_agents_per_gpu_sm_counts_and_verdicts_match_the_fleet(stack: Stack) -> 
 def test_operator_fleet_metric_agrees_with_the_labels(stack: Stack) -> None:
     prometheus = stack.prometheus
     assert prometheus is not None
-    samples = prometheus.query("max by (capable, gpu_class) (maxtune_nodes)")
+    samples = prometheus.query("max by (capable, gpu_class) (maxtune_operator_nodes)")
     reported = {(s.labels["capable"], s.labels["gpu_class"]): s.value for s in samples}
     labelled = Counter(
         (have[LABEL_CAPABLE], have[LABEL_CLASS]) for have in stack.node_labels().values() if have
@@ -204,7 +204,7 @@ def test_opted_in_pods_are_mutated_and_land_only_where_their_settings_hold(stack
 
     prometheus = stack.prometheus
     assert prometheus is not None
-    patched = "sum(maxtune_admission_requests_total{result='patched'})"
+    patched = "sum(maxtune_operator_admission_requests_total{result='patched'})"
     wait_for(
         lambda: (found := prometheus.query(patched)) and found[0].value >= 10,
         timeout_s=30,

@@ -328,8 +328,8 @@ class Stack:
             oldest = prometheus.query("min(timestamp(up))")
             if not oldest or oldest[0].value < since:
                 return False
-            nodes = prometheus.query("count by (node) (maxtune_gpu_sm_count)")
-            fleet = prometheus.query("max(sum by (instance) (maxtune_nodes))")
+            nodes = prometheus.query("count by (node) (maxtune_gpu_streaming_multiprocessors)")
+            fleet = prometheus.query("max(sum by (instance) (maxtune_operator_nodes))")
             return len(nodes) == len(self.gpu_nodes) and bool(
                 fleet and fleet[0].value == len(self.gpu_nodes)
             )
