@@ -19,6 +19,7 @@ from maxtune.cli import version
 COMMAND_MODULES: tuple[str, ...] = (
     "maxtune.cli.explain",
     "maxtune.cli.crds",
+    "maxtune.cli.docs",
     "maxtune.agent.cli",
     "maxtune.operator.cli",
     "maxtune.demo.cli",

@@ -41,6 +41,28 @@ Component = Literal["agent", "operator"]
 _SUFFIX: dict[str, str] = {"counter": "_total", "info": "_info"}
 
 
+# What every label means (docs/metrics.md prints them; a test checks every label used is here).
+LABELS: dict[str, str] = {
+    "gpu": "GPU index on the node (NVML order)",
+    "uuid": "GPU or MIG instance UUID",
+    "product": "GPU product name as NVML reports it",
+    "gpu_class": "GPU class key (maxtune.io/gpu-class), e.g. nvidia-h100-80gb-hbm3-132sm",
+    "resource": "Kubernetes resource the GPU is requested as (nvidia.com/gpu, nvidia.com/mig-...)",
+    "size": "GEMM size n of the n x n x n reference GEMM",
+    "implementation": "triton (the agent's autotuned Triton GEMM) or cublas",
+    "mode": "torch.compile mode: default, max-autotune-no-cudagraphs, max-autotune",
+    "reason": "Condition reason of a failed check, empty when it passed",
+    "stage": "Stage of a measurement round (inventory, gemm, compile, ...)",
+    "version": "maxtune version",
+    "source": "Where the agent's GPUs come from: nvml, simulation or none",
+    "simulation": "Fleet file name when source is simulation, else empty",
+    "level": "What the agent measures: inventory, gemm or full",
+    "torch_rule": "torch version whose is_big_gpu rule the verdicts follow",
+    "result": "How an AdmissionReview was answered (see the metric)",
+    "capable": "maxtune.io/max-autotune-capable label value: true or false",
+}
+
+
 class MetricSpecError(ValueError):
     """A declaration breaks the naming rules above; the message says which and why."""
 
@@ -73,6 +95,9 @@ class MetricSpec:
             problems.append("only histograms end in _count, _sum or _bucket")
         if "node" in self.labels:
             problems.append("'node' is the scrape target's label (it would become exported_node)")
+        unknown = [label for label in self.labels if label not in LABELS]
+        if unknown:
+            problems.append(f"labels {unknown} have no meaning in metricspec.LABELS")
         if not self.help.strip():
             problems.append("no help text")
         if problems:
