@@ -161,3 +161,32 @@ def test_endpoints(served: tuple[Endpoints, AgentMetrics, list[bool]]) -> None:
     assert code == 200 and ctype.startswith("text/plain; version=0.0.4")
     assert "maxtune_gpu_streaming_multiprocessors{" in body
     assert get(server.port, "/nope")[0] == 404
+
+
+def test_promtool_accepts_every_node_of_the_demo_fleet_and_only_declared_families() -> None:
+    """Fast feedback before the end-to-end test's live scrapes: every kind of node renders
+    metrics `promtool check metrics` accepts, and the families are exactly the declared ones."""
+    import re
+    import subprocess
+
+    from maxtune.agent.fleetfile import load
+    from maxtune.agent.metrics import METRICS
+    from maxtune.demo.promfetch import ensure_promtool
+
+    seen: set[str] = set()
+    for node in load(DEMO).nodes:
+        metrics = AgentMetrics(node)
+        metrics.observe_status(status_of(node), "2.11")
+        metrics.observe_publish(1_700_000_000.0)
+        body = metrics.render().decode()
+        done = subprocess.run(
+            [str(ensure_promtool()), "check", "metrics"],
+            input=body,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0 and not done.stdout, (node, done.stdout + done.stderr)
+        seen |= set(re.findall(r"^# TYPE (\S+) ", body, flags=re.M))
+    assert seen == {spec.name for spec in METRICS}
