@@ -150,7 +150,8 @@ def test_upgrade_brings_a_new_crd_field_and_uninstall_keeps_the_crds(
     assert REMOVED not in stored_fields(api)
     assert not policy_keeps_the_field(api)  # pruned: the stored schema does not know it
 
-    run_helm(own_plane, tmp_path, "upgrade", "mt", str(CHART))
+    notes = run_helm(own_plane, tmp_path, "upgrade", "mt", str(CHART))
+    assert "The CRDs stay (helm.sh/resource-policy: keep)" in notes
     wait_for(lambda: REMOVED in stored_fields(api), timeout_s=30, what="the upgraded CRD")
     assert wait_for(lambda: policy_keeps_the_field(api), timeout_s=30, what="field kept")
     crd = kapi("ApiextensionsV1Api", api).read_custom_resource_definition(POLICIES)
@@ -169,7 +170,10 @@ def test_upgrade_brings_a_new_crd_field_and_uninstall_keeps_the_crds(
     assert kept["metadata"]["name"] == "default"  # the user's policy outlived the release
 
     # The same release installs again over the kept CRDs; with crds.keep=false they go with it.
-    run_helm(own_plane, tmp_path, "install", "mt", str(CHART), values={"crds": {"keep": False}})
+    notes = run_helm(
+        own_plane, tmp_path, "install", "mt", str(CHART), values={"crds": {"keep": False}}
+    )
+    assert "The CRDs go with the release (crds.keep=false)" in notes
     helm("uninstall", "mt", "--namespace", NAMESPACE, kubeconfig=own_plane.kubeconfig)
     wait_for(lambda: not crd_names(api), timeout_s=60, what="CRDs deleted with the release")
 
