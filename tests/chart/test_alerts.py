@@ -109,6 +109,20 @@ def test_alerts_can_be_disabled_labelled_and_tuned() -> None:
     assert found["MaxtuneWebhookCertificateExpiresSoon"]["expr"].endswith("< 259200")
 
 
+def test_a_group_with_every_alert_disabled_is_left_out() -> None:
+    agent = [
+        "MaxtuneAgentNotPublishing",
+        "MaxtuneAgentPublishErrors",
+        "MaxtuneTritonGemmCheckFailing",
+        "MaxtuneCompileCheckFailing",
+    ]
+    groups = rule_groups({"disabled": agent})
+    assert [g["name"] for g in groups] == ["maxtune.operator", "maxtune.webhook"]
+    assert all(g["rules"] for g in groups)
+    everything = list(alerts(rule_groups()))
+    assert rule_groups({"disabled": everything}) == []
+
+
 def test_certificate_alert_says_how_to_renew_in_each_tls_mode() -> None:
     def description(values: dict[str, Any], apis: tuple[str, ...] = MONITORING) -> str:
         merged = {"metrics": {"prometheusRule": {"enabled": True}}, **values}
