@@ -155,7 +155,8 @@ def test_upgrade_brings_a_new_crd_field_and_uninstall_keeps_the_crds(
     wait_for(lambda: REMOVED in stored_fields(api), timeout_s=30, what="the upgraded CRD")
     assert wait_for(lambda: policy_keeps_the_field(api), timeout_s=30, what="field kept")
     crd = kapi("ApiextensionsV1Api", api).read_custom_resource_definition(POLICIES)
-    assert crd.metadata.labels["helm.sh/chart"] == "maxtune-0.1.0"
+    chart_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
+    assert crd.metadata.labels["helm.sh/chart"] == f"maxtune-{chart_version}"
     assert crd.metadata.annotations["helm.sh/resource-policy"] == "keep"
 
     policy = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AutotunePolicy"}
