@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.maxtune-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 
-.PHONY: venv lint test unit bench demo crds tools clean-plane
+.PHONY: venv lint test unit bench demo crds docs tools clean-plane
 
 # The virtual environment holds everything: the package (editable), the
 # operator and agent extras (torch is the PyPI CUDA build: pip's cache serves
@@ -19,10 +19,12 @@ $(STAMP): pyproject.toml constraints.txt
 	@rm -f $(VENV)/.maxtune-* && touch $@
 
 # Control-plane binaries (etcd, kube-*, kwok, helm), built from pinned Go modules
-# into .cache/ and reused while their versions stay the same; Debian's Prometheus
-# for the end-to-end test and the demo, unpacked into .cache/ without root.
+# into .cache/ and reused while their versions stay the same; helm-docs (the chart
+# README) the same way; Debian's Prometheus (and promtool) for the end-to-end test,
+# the alert tests and the demo, unpacked into .cache/ without root.
 tools: venv
 	$(BIN)/python -m maxtune_dev.localplane build
+	$(BIN)/python -m maxtune_dev.docs build-helm-docs
 	$(BIN)/python -m maxtune_dev.demo fetch-prometheus
 
 lint: venv
@@ -49,6 +51,10 @@ demo: venv tools
 
 crds: venv
 	$(BIN)/maxtune crds --write
+
+# docs/metrics.md (from the metric declarations) and the chart README (helm-docs).
+docs: venv
+	$(BIN)/python -m maxtune_dev.docs --write
 
 # Stop a plane left running by `python -m maxtune_dev.localplane up` and drop local state.
 clean-plane:

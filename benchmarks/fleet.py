@@ -45,7 +45,7 @@ from maxtune_dev.localplane import LocalPlane
 from maxtune_dev.testkit.operator import OperatorProcess, write_pki
 
 MIB = 2**20
-LABEL_WRITES = "maxtune_label_writes_total"
+LABEL_WRITES = "maxtune_operator_label_writes_total"
 NAMESPACE = "maxtune-system"
 
 

@@ -10,7 +10,7 @@ labelled by the operator before anything is measured) and the real
 load generator (benchmarks/loadgen.py, its own process): open loop at 50,
 100, 200 and 400 requests/s, closed loop at concurrency 1, 10 and 50. Each
 step is measured client-side (exact samples) and server-side (the operator's
-`maxtune_admission_duration_seconds` histogram, read before and after). The
+`maxtune_operator_admission_duration_seconds` histogram, read before and after). The
 whole sequence runs `--rounds` times; the spread between rounds is reported.
 
 (b) end to end: pods created through the API server by 50 concurrent
@@ -50,7 +50,7 @@ from maxtune_dev.testkit.operator import OperatorProcess, WebhookPki, write_pki
 
 OPERATOR_NAMESPACE = "maxtune-system"
 E2E_NAMESPACE = "bench-e2e"
-HISTOGRAM = "maxtune_admission_duration_seconds"
+HISTOGRAM = "maxtune_operator_admission_duration_seconds"
 WEBHOOK_NAME = "pod-opt-in.webhook.maxtune.io"
 
 

@@ -99,7 +99,7 @@ def _direct(result: dict[str, Any]) -> list[str]:
         "(min to max). Latency in ms, measured by the load generator from send to answer; "
         "'p99 from due' counts from when an open-loop request was due (includes the "
         "generator's own lateness). Server p99: the operator's "
-        "`maxtune_admission_duration_seconds` histogram (interpolated in its bucket); "
+        "`maxtune_operator_admission_duration_seconds` histogram (interpolated in its bucket); "
         "'≤ 5 ms': share of requests the server answered within 5 ms (exact, a bucket edge). "
         "Cores: average use over the step.",
         "",

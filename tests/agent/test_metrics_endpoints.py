@@ -54,16 +54,28 @@ def test_metrics_render_per_gpu_series_from_the_profile() -> None:
     metrics.observe_publish_error()
     got = samples(metrics)
     ((info_labels, _),) = got["maxtune_agent_info"]
-    assert info_labels["source"] == "simulation" and info_labels["node"] == "gpu-mig-0"
+    assert info_labels["source"] == "simulation"
+    # The node is the scrape target's label (ServiceMonitor/PodMonitor): a metric label of the
+    # same name would be stored as exported_node.
+    assert all("node" not in labels for series in got.values() for labels, _ in series)
     assert got["maxtune_agent_last_profile_timestamp_seconds"] == [({}, 1_700_000_000.0)]
     assert got["maxtune_agent_publish_errors_total"] == [({}, 1.0)]
-    sms = {(lab["gpu"], lab["resource"], v) for lab, v in got["maxtune_gpu_sm_count"]}
+    sms = {
+        (lab["gpu"], lab["resource"], v) for lab, v in got["maxtune_gpu_streaming_multiprocessors"]
+    }
     assert ("0", "nvidia.com/mig-3g.40gb", 60.0) in sms and ("1", "nvidia.com/gpu", 132.0) in sms
-    capable = {(lab["resource"], v) for lab, v in got["maxtune_gpu_max_autotune_capable"]}
+    capable = {
+        (lab["resource"], lab["gpu_class"], v) for lab, v in got["maxtune_gpu_max_autotune_capable"]
+    }
     assert capable == {
-        ("nvidia.com/gpu", 1.0),
-        ("nvidia.com/mig-3g.40gb", 0.0),
-        ("nvidia.com/mig-1g.10gb", 0.0),
+        ("nvidia.com/gpu", "nvidia-h100-80gb-hbm3-132sm", 1.0),
+        ("nvidia.com/mig-3g.40gb", "nvidia-h100-80gb-hbm3-mig-3g.40gb-60sm", 0.0),
+        ("nvidia.com/mig-1g.10gb", "nvidia-h100-80gb-hbm3-mig-1g.10gb-16sm", 0.0),
+    }
+    assert {(lab["gpu"], lab["reason"], v) for lab, v in got["maxtune_gpu_compile_ok"]} == {
+        ("1", "", 1.0),
+        ("2", "", 1.0),
+        ("3", "", 1.0),
     }
     ratios = got["maxtune_gpu_reference_gemm_ratio_to_cublas"]
     assert len(ratios) == 3 * 2  # three whole GPUs, two sizes
@@ -93,15 +105,27 @@ def test_failed_gemm_shows_as_not_ok_with_its_reason_and_no_flops() -> None:
     assert {v for _, v in got["maxtune_gpu_max_autotune_capable"]} == {0.0}
 
 
+def test_compile_check_not_run_shows_as_not_ok_with_its_reason_and_no_timings() -> None:
+    metrics = AgentMetrics("gpu-rtx3080-0")
+    metrics.observe_status(status_of("gpu-rtx3080-0"), "2.11")
+    got = samples(metrics)
+    assert {(lab["gpu"], lab["reason"], v) for lab, v in got["maxtune_gpu_compile_ok"]} == {
+        ("0", "NotSimulated", 0.0),
+        ("1", "NotSimulated", 0.0),
+    }
+    assert "maxtune_gpu_compile_step_seconds" not in got
+    assert {v for _, v in got["maxtune_gpu_reference_gemm_ok"]} == {1.0}
+
+
 def test_two_agents_in_one_process_have_their_own_registries() -> None:
     a, b = AgentMetrics("a"), AgentMetrics("b")
     a.observe_status(status_of("gpu-h100-0"), "2.11")
     b.observe_status(status_of("gpu-l4-0"), "2.11")
-    assert len(samples(a)["maxtune_gpu_sm_count"]) == 8
-    assert len(samples(b)["maxtune_gpu_sm_count"]) == 4
+    assert len(samples(a)["maxtune_gpu_streaming_multiprocessors"]) == 8
+    assert len(samples(b)["maxtune_gpu_streaming_multiprocessors"]) == 4
     # A GPU gone from the profile takes its series with it (rendered on scrape, never stale).
     a.observe_status(status_of("gpu-l4-0"), "2.11")
-    assert {v for _, v in samples(a)["maxtune_gpu_sm_count"]} == {58.0}
+    assert {v for _, v in samples(a)["maxtune_gpu_streaming_multiprocessors"]} == {58.0}
 
 
 @pytest.fixture
@@ -135,5 +159,34 @@ def test_endpoints(served: tuple[Endpoints, AgentMetrics, list[bool]]) -> None:
     metrics.observe_status(status_of("gpu-h100-0"), "2.11")
     code, ctype, body = get(server.port, "/metrics")
     assert code == 200 and ctype.startswith("text/plain; version=0.0.4")
-    assert "maxtune_gpu_sm_count{" in body
+    assert "maxtune_gpu_streaming_multiprocessors{" in body
     assert get(server.port, "/nope")[0] == 404
+
+
+def test_promtool_accepts_every_node_of_the_demo_fleet_and_only_declared_families() -> None:
+    """Fast feedback before the end-to-end test's live scrapes: every kind of node renders
+    metrics `promtool check metrics` accepts, and the families are exactly the declared ones."""
+    import re
+    import subprocess
+
+    from maxtune.agent.fleetfile import load
+    from maxtune.agent.metrics import METRICS
+    from maxtune_dev.demo.promfetch import ensure_promtool
+
+    seen: set[str] = set()
+    for node in load(DEMO).nodes:
+        metrics = AgentMetrics(node)
+        metrics.observe_status(status_of(node), "2.11")
+        metrics.observe_publish(1_700_000_000.0)
+        body = metrics.render().decode()
+        done = subprocess.run(
+            [str(ensure_promtool()), "check", "metrics"],
+            input=body,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0 and not done.stdout, (node, done.stdout + done.stderr)
+        seen |= set(re.findall(r"^# TYPE (\S+) ", body, flags=re.M))
+    assert seen == {spec.name for spec in METRICS}

@@ -435,9 +435,11 @@ def test_agent_process_publishes_and_serves_its_endpoints(
         assert profile.status is not None and profile.status.summary.gpus == 4
         code, body = _http(port, "/metrics")
         assert code == 200
-        assert f'maxtune_agent_info{{level="full",node="{name}"' in body
+        assert 'maxtune_agent_info{level="full",simulation=' in body
+        assert f'node="{name}"' not in body  # the scrape target names the node
         assert (
-            'maxtune_gpu_sm_count{gpu="0",' in body and 'resource="nvidia.com/mig-3g.40gb"' in body
+            'maxtune_gpu_streaming_multiprocessors{gpu="0",' in body
+            and 'resource="nvidia.com/mig-3g.40gb"' in body
         )
         assert "maxtune_agent_last_profile_timestamp_seconds " in body
         proc.send_signal(signal.SIGTERM)

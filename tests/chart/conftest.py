@@ -20,6 +20,7 @@ from kubernetes.client import ApiClient
 
 from maxtune_dev.localplane import LocalPlane, wait_for
 from maxtune_dev.localplane.process import free_port
+from tests.agent.conftest import agent_crds  # noqa: F401 - the CRDs from crds/, as a fixture
 from tests.chart.helmkit import CHART, helm
 from tests.chart.localrun import kapi
 
@@ -69,13 +70,21 @@ NodeFactory = Callable[..., list[str]]
 
 
 @pytest.fixture
-def install(
-    plane: LocalPlane, namespace: str, tmp_path: Path, k8s: ApiClient, kwok_nodes: NodeFactory
+def install(  # noqa: PLR0917 - pytest passes fixtures by name
+    plane: LocalPlane,
+    namespace: str,
+    tmp_path: Path,
+    k8s: ApiClient,
+    kwok_nodes: NodeFactory,
+    agent_crds: None,  # noqa: F811
 ) -> Iterator[Installer]:
     """`install(values)`: helm install into the test's namespace; uninstalled after the test.
 
     A plain (GPU-less) node is there first: the operator's pods and the hook Jobs need one to be
     scheduled on, and a post-delete hook whose pod never runs would hold uninstall to its timeout.
+    The CRDs come from crds/ (`crds.enabled=false`): every release on this shared plane would
+    otherwise claim them, and Helm refuses a CRD another release (or kubectl) owns.
+    test_plane_crds.py installs them with the chart, on a plane of its own.
     """
     made: list[Release] = []
     kwok_nodes(capacity={}, prefix="plain")
@@ -86,6 +95,7 @@ def install(
             "listenHost": "127.0.0.1",
             "operator": {"webhookPort": webhook_port, "metricsPort": metrics_port},
             "webhook": {"url": f"https://127.0.0.1:{webhook_port}/mutate"},
+            "crds": {"enabled": False},
         }
         merged = _merge(base, values or {})
         release = Release(

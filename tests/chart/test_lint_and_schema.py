@@ -17,6 +17,12 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "webhook-url": {
         "webhook": {"url": "https://127.0.0.1:9443/mutate", "tls": {"extraIPSANs": ["::1"]}}
     },
+    # (helm lint has no --api-versions: the PrometheusRule's renders are tested in test_alerts.py)
+    "observability": {
+        "metrics": {"grafanaDashboard": {"enabled": True}},
+        "networkPolicy": {"enabled": True, "metricsFrom": [{"namespaceSelector": {}}]},
+    },
+    "crds-off": {"crds": {"enabled": False}},
     "no-agent-no-guards": {
         "agent": {"enabled": False},
         "security": {"agentProfileGuard": {"enabled": False}, "nodeLabelGuard": {"enabled": False}},
@@ -48,7 +54,11 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
     ({"webhook": {"timeoutSeconds": 5}}, "/webhook/timeoutSeconds", "maximum: got 5, want 3"),
     ({"webhook": {"timeoutSeconds": 0}}, "/webhook/timeoutSeconds", "minimum: got 0, want 1"),
     ({"webhook": {"url": "http://127.0.0.1:9443/mutate"}}, "/webhook/url", "https://"),
-    ({"webhook": {"tls": {"mode": "self"}}}, "/webhook/tls/mode", "'auto', 'certManager', 'chart'"),
+    (
+        {"webhook": {"tls": {"mode": "self"}}},
+        "/webhook/tls/mode",
+        "'auto', 'certManager', 'secret', 'chart'",
+    ),
     ({"webhook": {"tls": {"extraIPSANs": ["localhost"]}}}, "/webhook/tls/extraIPSANs/0", "match"),
     ({"unknownKey": True}, "", "additional properties 'unknownKey' not allowed"),
     ({"operator": {"replica": 2}}, "/operator", "additional properties 'replica' not allowed"),
@@ -60,6 +70,34 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
         {"agent": {"tolerations": [{"operator": "Maybe"}]}},
         "/agent/tolerations/0/operator",
         "one of",
+    ),
+    ({"crds": {"enabled": "yes"}}, "/crds/enabled", "want boolean"),
+    ({"agent": {"priorityClassName": "Not_A_Name"}}, "/agent/priorityClassName", "pattern"),
+    ({"networkPolicy": {"metricsFrom": [{}]}}, "/networkPolicy/metricsFrom/0", "minProperties"),
+    (
+        {"networkPolicy": {"webhookFrom": [{"ipBlock": {}}]}},
+        "/networkPolicy/webhookFrom/0/ipBlock",
+        "missing property 'cidr'",
+    ),
+    (
+        {"metrics": {"serviceMonitor": {"scrapeTimeout": "10 seconds"}}},
+        "/metrics/serviceMonitor/scrapeTimeout",
+        "",
+    ),
+    (
+        {"metrics": {"prometheusRule": {"webhookErrorRatio": 2}}},
+        "/metrics/prometheusRule/webhookErrorRatio",
+        "maximum",
+    ),
+    (
+        {"metrics": {"prometheusRule": {"disabled": ["NotOurs"]}}},
+        "/metrics/prometheusRule/disabled/0",
+        "pattern",
+    ),
+    (
+        {"metrics": {"grafanaDashboard": {"label": ""}}},
+        "/metrics/grafanaDashboard/label",
+        "minLength",
     ),
     ({"operator": {"podAntiAffinity": "always"}}, "/operator/podAntiAffinity", "'soft'"),
     ({"operator": {"image": {"digest": "latest"}}}, "/operator/image/digest", "pattern"),
@@ -97,7 +135,7 @@ TEMPLATE_REFUSALS: list[tuple[dict[str, Any], tuple[str, ...], str]] = [
         {"webhook": {"tls": {"mode": "certManager"}}},
         (),
         "does not serve cert-manager.io/v1: install cert-manager first, "
-        "or use webhook.tls.mode=chart",
+        "or use webhook.tls.mode=secret or chart",
     ),
     (
         {"metrics": {"serviceMonitor": {"enabled": True}}},
@@ -106,6 +144,11 @@ TEMPLATE_REFUSALS: list[tuple[dict[str, Any], tuple[str, ...], str]] = [
     ),
     (
         {"metrics": {"podMonitor": {"enabled": True}}},
+        (),
+        "does not serve monitoring.coreos.com/v1",
+    ),
+    (
+        {"metrics": {"prometheusRule": {"enabled": True}}},
         (),
         "does not serve monitoring.coreos.com/v1",
     ),

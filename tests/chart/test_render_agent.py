@@ -133,3 +133,14 @@ def test_agent_metrics_service_is_headless_per_pod() -> None:
     service = render().get("Service", f"{FULLNAME}-agent-metrics")
     assert service["spec"]["clusterIP"] == "None"
     assert service["spec"]["selector"] == daemonset()["spec"]["selector"]["matchLabels"]
+
+
+def test_agent_runs_on_linux_nodes_at_node_critical_priority_unless_told() -> None:
+    spec = pod_spec(render().get("DaemonSet", f"{FULLNAME}-agent"))
+    assert spec["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert spec["priorityClassName"] == "system-node-critical"
+    custom = render({"agent": {"priorityClassName": "", "nodeSelector": {"pool": "gpu"}}})
+    spec = pod_spec(custom.get("DaemonSet", f"{FULLNAME}-agent"))
+    # Helm merges maps: a selector of one's own keeps the OS (`kubernetes.io/os: null` drops it).
+    assert "priorityClassName" not in spec
+    assert spec["nodeSelector"] == {"kubernetes.io/os": "linux", "pool": "gpu"}

@@ -1,4 +1,4 @@
-"""Admission policies, the cleanup hook, the helm test, monitors, NOTES inputs and the CRD copy."""
+"""Admission policies, the cleanup hook, the helm test, monitors and NOTES inputs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from tests.chart.helmkit import (
     CHART,
     FULLNAME,
     NAMESPACE,
-    ROOT,
     container,
     flag,
     pod_spec,
@@ -157,12 +156,6 @@ def test_service_monitor_selects_only_metrics_services() -> None:
         assert chosen == [monitor["metadata"]["name"] + "-metrics"], chosen
 
 
-def test_chart_crds_are_the_generated_ones() -> None:
-    generated = {p.name: p.read_text() for p in (ROOT / "crds").glob("*.yaml")}
-    shipped = {p.name: p.read_text() for p in (CHART / "crds").glob("*.yaml")}
-    assert generated and shipped == generated
-
-
 def test_notes_name_the_commands_users_need() -> None:
     notes = (CHART / "templates" / "NOTES.txt").read_text()
     for needed in (
@@ -179,10 +172,19 @@ def test_notes_name_the_commands_users_need() -> None:
 
 def test_every_template_renders_something_in_some_value_set() -> None:
     simulate: dict[str, Any] = {"agent": {"simulate": {"enabled": True, "fleetConfigMap": "f"}}}
-    monitors = {"metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}}}
+    everything = {
+        **simulate,
+        "metrics": {
+            "serviceMonitor": {"enabled": True},
+            "podMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+            "grafanaDashboard": {"enabled": True},
+        },
+        "networkPolicy": {"enabled": True},
+    }
     runs: list[tuple[dict[str, Any], tuple[str, ...]]] = [
         (simulate, ()),
-        ({**simulate, **monitors}, ("cert-manager.io/v1", *MONITORING)),
+        (everything, ("cert-manager.io/v1", *MONITORING)),
     ]
     sources: set[str] = set()
     for values, apis in runs:

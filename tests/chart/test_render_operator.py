@@ -53,13 +53,18 @@ def test_default_kinds_and_names() -> None:
         ("Job", f"{FULLNAME}-cleanup"),
         ("ConfigMap", f"{FULLNAME}-test"),
         ("Pod", f"{FULLNAME}-test"),
+        ("CustomResourceDefinition", "gpunodeprofiles.maxtune.io"),
+        ("CustomResourceDefinition", "autotunepolicies.maxtune.io"),
     }
     found = {(obj["kind"], obj["metadata"]["name"]) for obj in rendered.objects}
     assert found == expected
     # Only the optional APIs' kinds are absent by default.
-    assert not {"ServiceMonitor", "PodMonitor", "Certificate", "Issuer"} & set(rendered.kinds())
+    optional = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "NetworkPolicy", "Certificate"}
+    assert not (optional | {"Issuer"}) & set(rendered.kinds())
     for obj in rendered.objects:
-        cluster_scoped = obj["kind"].startswith(("Cluster", "Mutating", "ValidatingAdmission"))
+        cluster_scoped = obj["kind"].startswith(
+            ("Cluster", "Mutating", "ValidatingAdmission", "CustomResourceDefinition")
+        )
         assert obj["metadata"].get("namespace") == (None if cluster_scoped else NAMESPACE), obj
 
 
@@ -227,3 +232,9 @@ def test_webhook_and_metrics_services_route_to_named_ports() -> None:
     ]
     metrics = rendered.get("Service", f"{FULLNAME}-operator-metrics")
     assert metrics["spec"]["ports"][0]["targetPort"] == "metrics"
+
+
+def test_every_chart_pod_selects_linux_nodes() -> None:
+    rendered = render()
+    for workload in rendered.workloads():
+        assert pod_spec(workload)["nodeSelector"] == {"kubernetes.io/os": "linux"}, workload["kind"]

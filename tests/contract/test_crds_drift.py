@@ -1,4 +1,4 @@
-"""crds/ and the chart's copy are generated from the models and must not drift."""
+"""crds/ and the chart's CRD templates are generated from the models and must not drift."""
 
 from __future__ import annotations
 
@@ -13,13 +13,26 @@ ROOT = Path(__file__).resolve().parents[2]
 FIX = "run `maxtune crds --write` and commit the result"
 
 
-@pytest.mark.parametrize("folder", ["crds", "charts/maxtune/crds"])
+GENERATED = {"crds": crdgen.rendered_files, "charts/maxtune/templates/crds": crdgen.chart_files}
+
+
+@pytest.mark.parametrize("folder", sorted(GENERATED))
 def test_generated_crds_match_files(folder: str) -> None:
-    expected = crdgen.rendered_files()
+    expected = GENERATED[folder]()
     on_disk = {p.name: p.read_text() for p in (ROOT / folder).glob("*.yaml")}
     assert set(on_disk) == set(expected), f"{folder} holds other files than the models; {FIX}"
     for name, text in expected.items():
         assert on_disk[name] == text, f"{folder}/{name} drifted from the models; {FIX}"
+
+
+@pytest.mark.parametrize("name", sorted(crdgen.rendered_files()))
+def test_chart_template_holds_the_plain_crds_spec(name: str) -> None:
+    """The template is the plain manifest's spec, byte for byte, under Helm's metadata."""
+    plain = crdgen.rendered_files()[name]
+    template = crdgen.chart_files()[name]
+    spec = plain[plain.index("\nspec:\n") + 1 :]
+    assert spec in template
+    assert template.rstrip().endswith(spec.rstrip() + "\n{{- end }}")
 
 
 def _walk(node: object, path: str = "") -> list[str]:

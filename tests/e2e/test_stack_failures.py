@@ -14,6 +14,7 @@ from maxtune_dev.demo.release import HelmError
 from maxtune_dev.demo.stack import Stack, StackOptions
 from maxtune_dev.localplane import LocalPlane
 from maxtune_dev.localrun import kapi
+from tests.agent.conftest import agent_crds  # noqa: F401 - the CRDs from crds/, as a fixture
 from tests.e2e.conftest import FLEET
 
 pytestmark = [pytest.mark.plane]
@@ -45,3 +46,15 @@ def test_values_the_schema_refuses_fail_the_start_and_leave_nothing(
     else:
         assert namespace.status.phase == "Terminating"
     assert stack.prometheus is not None and stack.prometheus.proc is None
+
+
+@pytest.mark.usefixtures("agent_crds")
+def test_crds_someone_else_installed_are_left_to_them(plane: LocalPlane, tmp_path: Path) -> None:
+    """On a cluster whose CRDs came from `kubectl apply -f crds/` (here: the session plane's),
+    the demo's release must not install its own: Helm would refuse to take them over."""
+    options = StackOptions(fleet_file=FLEET, release="mtcrds", namespace="maxtune-crds")
+    stack = Stack(Cluster.of_plane(plane), options, tmp_path, progress=lambda _: None)
+    try:
+        assert stack.release.values["crds"] == {"enabled": False}
+    finally:
+        stack.api.close()  # type: ignore[no-untyped-call]

@@ -77,7 +77,8 @@ def test_sigkill_mid_reconcile_then_restart_ends_right_with_bounded_writes(
     # Kill it once it is well into the work, and certainly not done.
     written = cluster.eventually(
         lambda: (
-            (w := op.metric("maxtune_label_writes_total") if op.get("/metrics")[0] else 0) >= 40
+            (w := op.metric("maxtune_operator_label_writes_total") if op.get("/metrics")[0] else 0)
+            >= 40
             and w
         ),
         "the operator to be well into labelling",
@@ -124,8 +125,10 @@ def test_sigkill_mid_reconcile_then_restart_ends_right_with_bounded_writes(
     took = time.monotonic() - started
     # Bounded: one write per node that differed, none for a node that was right.
     time.sleep(1.5)
-    assert restarted.metric("maxtune_label_writes_total") == len(differing), restarted.tail()
-    assert restarted.metric("maxtune_reconcile_errors_total") == 0
+    assert restarted.metric("maxtune_operator_label_writes_total") == len(differing), (
+        restarted.tail()
+    )
+    assert restarted.metric("maxtune_operator_reconcile_errors_total") == 0
     # No other label was touched.
     for name in d:
         assert all_labels_of(kube, name)["team"] == "ml"
@@ -138,7 +141,7 @@ def test_sigkill_mid_reconcile_then_restart_ends_right_with_bounded_writes(
     cluster.eventually(lambda: orphans_left() == [], "orphaned profiles collected", timeout_s=30)
     # At least ours: the plane is shared, and profiles other modules left without a node are
     # orphans to this operator too (which of them exist depends on the order tests ran in).
-    assert restarted.metric("maxtune_orphan_profiles_deleted_total") >= len(gone_nodes)
+    assert restarted.metric("maxtune_operator_orphan_profiles_deleted_total") >= len(gone_nodes)
     print(
         f"killed after {written:.0f} of {NODES_WITH_WORK} writes; {len(differing)} nodes "
         f"differed at restart; converged {took:.1f}s after the restart with "

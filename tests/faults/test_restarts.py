@@ -121,7 +121,7 @@ def test_control_plane_restart_under_operator_and_agents(
         )
         # The leader cannot renew its Lease: it stops labelling (renew deadline 3 s here).
         eventually(
-            lambda: rig.operator.metric("maxtune_leader") == 0,
+            lambda: rig.operator.metric("maxtune_operator_leader") == 0,
             "the leader to step down while it cannot renew",
             timeout_s=30,
         )
@@ -146,7 +146,9 @@ def test_control_plane_restart_under_operator_and_agents(
     )
     assert {r: rig.profile_status(r)["measuredTime"] for r in rig.agents} == measured
     assert _alive(rig) and _pids(rig) == pids
-    eventually(lambda: rig.operator.metric("maxtune_leader") == 1, "leader again", timeout_s=30)
+    eventually(
+        lambda: rig.operator.metric("maxtune_operator_leader") == 1, "leader again", timeout_s=30
+    )
     assert rig.all_labelled()
 
     # The operator's watches are live again: a policy change relabels, a new node is labelled.
@@ -183,19 +185,21 @@ def test_leader_steps_down_by_its_renew_deadline_when_the_api_server_hangs(
     """Without etcd the API server accepts requests and does not answer them. A leader must
     stop labelling once it has not renewed for its renew deadline (3 s in these tests), before
     its Lease (4 s) lets a standby take over: a hanging request must not keep it leading."""
-    assert rig.operator.metric("maxtune_leader") == 1
+    assert rig.operator.metric("maxtune_operator_leader") == 1
     plane.stop_component("etcd", grace_s=3)
     began = time.monotonic()
     try:
         eventually(
-            lambda: rig.operator.metric("maxtune_leader") == 0,
+            lambda: rig.operator.metric("maxtune_operator_leader") == 0,
             "the leader to step down",
             timeout_s=60,
         )
         took = time.monotonic() - began
     finally:
         plane.start_component("etcd")
-    eventually(lambda: rig.operator.metric("maxtune_leader") == 1, "leader again", timeout_s=60)
+    eventually(
+        lambda: rig.operator.metric("maxtune_operator_leader") == 1, "leader again", timeout_s=60
+    )
     # Renewed last at most retry period (0.5 s) before the outage; steps down by the deadline.
     assert took < 4.0, f"still leading {took:.1f}s into the outage (renew deadline 3 s)"
 
@@ -245,7 +249,7 @@ def test_hung_agent_goes_stale_loses_its_labels_and_regains_them(rig: Rig) -> No
         took = time.monotonic() - stopped
         assert 25 <= took <= 45, took  # staleAfterSeconds, plus at most a sweep (3 s)
         assert rig.labels("big-0") == rig.expected("big-0")  # only the silent node
-        assert rig.operator.metric("maxtune_stale_profiles") >= 1
+        assert rig.operator.metric("maxtune_operator_stale_profiles") >= 1
         agent.send(signal.SIGCONT)
         eventually(lambda: rig.all_labelled(["big-1"]), "labels back with the heartbeat", 30)
     finally:

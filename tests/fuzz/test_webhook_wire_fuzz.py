@@ -183,7 +183,7 @@ def test_the_same_process_is_healthy_afterwards(served: Served) -> None:
     assert op.get("/healthz")[0] == 200 and op.get("/readyz")[0] == 200
     # Bad input is the client's error, not ours: no internal error counted, nothing logged at
     # ERROR (a client that can reach the port must not be able to flood the log).
-    assert op.metric("maxtune_admission_requests_total", result="error") == 0, op.tail()
+    assert op.metric("maxtune_operator_admission_requests_total", result="error") == 0, op.tail()
     errors = [line for line in op.tail(100_000).splitlines() if " ERROR " in line]
     assert errors == [], "\n".join(errors[:10])
     # An ordinary opted-in GPU pod is still decided and patched.
@@ -193,7 +193,7 @@ def test_the_same_process_is_healthy_afterwards(served: Served) -> None:
     big = b'{"request":{"uid":"big-1","object":{"x":"' + b"a" * (17 << 20) + b'"}}}'
     assert parse_answer(hook.ask(big))["response"]["uid"] == "big-1"
     served_total = sum(
-        op.metric("maxtune_admission_requests_total", result=r)
+        op.metric("maxtune_operator_admission_requests_total", result=r)
         for r in ("patched", "unchanged", "skipped", "invalid", "not_ready")
     )
     print(f"the operator answered {served_total:.0f} admission requests over TLS")

@@ -90,7 +90,7 @@ def main(n: int) -> None:
             interval_s=1,
             what="every node labelled",
         )
-        writes = op.metric("maxtune_label_writes_total")
+        writes = op.metric("maxtune_operator_label_writes_total")
         print(
             f"all {n} labelled {time.time() - started:.1f} s after start; {writes:.0f} writes; "
             f"peak RSS {peak[0] / 2**20:.0f} MiB",
@@ -127,7 +127,7 @@ def main(n: int) -> None:
             what="changed nodes relabelled",
         )
         time.sleep(5)  # and no more writes after that
-        more = op.metric("maxtune_label_writes_total") - writes
+        more = op.metric("maxtune_operator_label_writes_total") - writes
         print(
             f"{len(changed)} profiles changed: converged {time.time() - started - 5:.1f} s "
             f"after the first change; {more:.0f} writes; peak RSS {peak[0] / 2**20:.0f} MiB",

@@ -73,25 +73,27 @@ def test_labels_follow_profiles_and_are_written_once(
         kwok_nodes(1, prefix="h100")[0],
         kwok_nodes(1, capacity={"nvidia.com/gpu": 4}, prefix="t4")[0],
     )
-    writes = operator.metric("maxtune_label_writes_total")
+    writes = operator.metric("maxtune_operator_label_writes_total")
     put_profile(kube, profile(h100, H100))
     put_profile(kube, profile(t4, T4, 4))
     labels_become(kube, h100, expected_labels(H100, "max-autotune", H100_CLASS))
     labels_become(kube, t4, expected_labels(T4, "default", T4_CLASS))
-    assert operator.metric("maxtune_label_writes_total") == writes + 2  # one write per node
+    assert (
+        operator.metric("maxtune_operator_label_writes_total") == writes + 2
+    )  # one write per node
 
     # Heartbeats (status updates that change nothing the labels depend on) write nothing.
     for _ in range(3):
         put_profile(kube, profile(h100, H100))
         put_profile(kube, profile(t4, T4, 4))
     time.sleep(2)
-    assert operator.metric("maxtune_label_writes_total") == writes + 2
+    assert operator.metric("maxtune_operator_label_writes_total") == writes + 2
 
     # A measurement that no longer pays changes one label with one write.
     put_profile(kube, profile(h100, H100, gain=-0.02))
     labels_become(kube, h100, expected_labels(H100, "default", H100_CLASS))
-    assert operator.metric("maxtune_label_writes_total") == writes + 3
-    assert operator.metric("maxtune_nodes", capable="true", gpu_class=H100_CLASS) >= 1
+    assert operator.metric("maxtune_operator_label_writes_total") == writes + 3
+    assert operator.metric("maxtune_operator_nodes", capable="true", gpu_class=H100_CLASS) >= 1
 
     # Deleting the profile removes every maxtune label, and only those.
     node_before = kube.request("GET", f"/api/v1/nodes/{h100}")["metadata"]["labels"]
@@ -129,7 +131,7 @@ def test_node_without_gpus_and_stale_heartbeat_lose_labels(
         labels_become(kube, node, expected_labels(H100, "max-autotune", H100_CLASS))
         assert maxtune_labels(kube, old) == {}
         labels_become(kube, node, {}, timeout_s=20)
-        assert operator.metric("maxtune_stale_profiles") >= 2
+        assert operator.metric("maxtune_operator_stale_profiles") >= 2
     finally:
         delete_quietly(kube, f"{POLICIES}/default")
 
@@ -196,7 +198,7 @@ def test_profile_of_a_deleted_node_is_garbage_collected(
         return False
 
     eventually(profile_gone, f"profile {node} deleted after its node", timeout_s=20)
-    assert operator.metric("maxtune_orphan_profiles_deleted_total") >= 1
+    assert operator.metric("maxtune_operator_orphan_profiles_deleted_total") >= 1
 
 
 def test_restarted_operator_recomputes_labels_from_the_api(
@@ -217,8 +219,10 @@ def test_restarted_operator_recomputes_labels_from_the_api(
     labels_become(kube, a, {})
     labels_become(kube, b, expected_labels(H100, "default", H100_CLASS))
     labels_become(kube, c, expected_labels(RTX3070, "default", "nvidia-geforce-rtx-3070-46sm"))
-    assert operator.metric("maxtune_label_writes_total") == 3  # a fresh process: three writes
-    assert operator.metric("maxtune_leader") == 1
+    assert (
+        operator.metric("maxtune_operator_label_writes_total") == 3
+    )  # a fresh process: three writes
+    assert operator.metric("maxtune_operator_leader") == 1
 
 
 # ---------------------------------------------------------------- webhook and scheduler
@@ -393,19 +397,24 @@ def test_second_replica_stands_by_and_takes_over(
     standby.start()
     try:
         time.sleep(2)
-        assert standby.metric("maxtune_leader") == 0 and operator.metric("maxtune_leader") == 1
+        assert (
+            standby.metric("maxtune_operator_leader") == 0
+            and operator.metric("maxtune_operator_leader") == 1
+        )
         node = kwok_nodes(1, prefix="ha")[0]
         put_profile(kube, profile(node, T4, 4))
         labels_become(kube, node, expected_labels(T4, "default", T4_CLASS))
-        assert standby.metric("maxtune_label_writes_total") == 0
+        assert standby.metric("maxtune_operator_label_writes_total") == 0
         # The leader goes away cleanly (releases the Lease); the standby takes over at once.
         assert operator.stop() == 0
         eventually(
-            lambda: standby.metric("maxtune_leader") == 1, "standby becomes leader", timeout_s=10
+            lambda: standby.metric("maxtune_operator_leader") == 1,
+            "standby becomes leader",
+            timeout_s=10,
         )
         delete_quietly(kube, f"{PROFILES}/{node}")
         labels_become(kube, node, {})
-        assert standby.metric("maxtune_label_writes_total") >= 1
+        assert standby.metric("maxtune_operator_label_writes_total") >= 1
     finally:
         standby.stop()
         operator.start()

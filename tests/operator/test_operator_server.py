@@ -86,12 +86,13 @@ def test_webhook_answers_every_post_with_200_over_tls(tmp_path: Path) -> None:
                 answer = json.loads(await resp.read())
                 assert resp.status == 200 and answer["response"]["uid"] == "big-1"
             text = await (await http.get(f"http://127.0.0.1:{s['health']}/metrics")).text()
-            assert 'maxtune_admission_requests_total{result="patched"} 1.0' in text
-            assert 'maxtune_admission_requests_total{result="invalid"} 6.0' in text
-            assert "maxtune_admission_duration_seconds_bucket" in text
-            assert 'maxtune_build_info{version="test"} 1.0' in text
+            assert 'maxtune_operator_admission_requests_total{result="patched"} 1.0' in text
+            assert 'maxtune_operator_admission_requests_total{result="invalid"} 6.0' in text
+            assert "maxtune_operator_admission_duration_seconds_bucket" in text
+            assert 'maxtune_operator_build_info{version="test"} 1.0' in text
             assert (
-                'maxtune_nodes{capable="true",gpu_class="nvidia-h100-80gb-hbm3-132sm"} 2.0' in text
+                'maxtune_operator_nodes{capable="true",gpu_class="nvidia-h100-80gb-hbm3-132sm"} 2.0'
+                in text
             )
 
     asyncio.run(main())
@@ -122,7 +123,16 @@ def test_certificates_reload_in_place(tmp_path: Path) -> None:
     async def main() -> None:
         async with running(tmp_path) as s:
             pki = s["pki"]
-            reloader = CertReloader(s["tls"], pki.cert, pki.key, interval=0.1)
+            metrics: Metrics = s["metrics"]
+            reloader = CertReloader(s["tls"], pki.cert, pki.key, interval=0.1, metrics=metrics)
+
+            def sample(name: str) -> float | None:
+                return metrics.registry.get_sample_value(name)
+
+            expiry = "maxtune_operator_webhook_certificate_expiry_timestamp_seconds"
+            reloads = "maxtune_operator_webhook_certificate_reloads_total"
+            failures = "maxtune_operator_webhook_certificate_reload_failures_total"
+            assert sample(expiry) == not_after(pki.cert)
 
             async def served_serial() -> int:
                 _, writer = await asyncio.open_connection(
@@ -138,13 +148,23 @@ def test_certificates_reload_in_place(tmp_path: Path) -> None:
             rotated = write_pki(tmp_path / "next", ca=make_ca())
             pki.cert.write_bytes(rotated.cert.read_bytes())
             assert not reloader.check()
+            assert not reloader.check()  # the same bad pair counts once
             assert await served_serial() == first
+            assert (sample(reloads), sample(failures)) == (0, 1)
             pki.key.write_bytes(rotated.key.read_bytes())
             pki.ca_cert.write_bytes(rotated.ca_cert.read_bytes())
             assert reloader.check()
             assert await served_serial() == serial_of(rotated.cert.read_bytes()) != first
+            assert (sample(reloads), sample(failures)) == (1, 1)
+            assert sample(expiry) == not_after(rotated.cert)
 
     asyncio.run(main())
+
+
+def not_after(cert: Path) -> float:
+    """The certificate's notAfter as the ssl module decodes it (not our cryptography path)."""
+    decoded = ssl._ssl._test_decode_cert(str(cert))  # type: ignore[attr-defined]
+    return float(ssl.cert_time_to_seconds(decoded["notAfter"]))
 
 
 def test_readyz_follows_readiness(tmp_path: Path) -> None:

@@ -23,7 +23,14 @@ collide on the cluster-scoped objects (ClusterRoles, webhook configuration, poli
 {{- define "maxtune.agent.fullname" -}}{{ include "maxtune.fullname" . }}-agent{{- end -}}
 {{- define "maxtune.cleanup.fullname" -}}{{ include "maxtune.fullname" . }}-cleanup{{- end -}}
 {{- define "maxtune.webhook.serviceName" -}}{{ include "maxtune.fullname" . }}-webhook{{- end -}}
-{{- define "maxtune.webhook.tlsSecretName" -}}{{ include "maxtune.fullname" . }}-webhook-tls{{- end -}}
+{{/* The Secret the operator serves the webhook with: the user's in secret mode, else the chart's. */}}
+{{- define "maxtune.webhook.tlsSecretName" -}}
+{{- if eq .Values.webhook.tls.mode "secret" -}}
+{{- .Values.webhook.tls.secret.name -}}
+{{- else -}}
+{{- include "maxtune.fullname" . }}-webhook-tls
+{{- end -}}
+{{- end -}}
 {{- define "maxtune.operator.metricsServiceName" -}}{{ include "maxtune.fullname" . }}-operator-metrics{{- end -}}
 {{- define "maxtune.agent.metricsServiceName" -}}{{ include "maxtune.fullname" . }}-agent-metrics{{- end -}}
 
@@ -81,7 +88,8 @@ imagePullSecrets:
 
 {{/*
 TLS mode after resolving "auto": certManager when the cluster serves cert-manager.io/v1.
-Asking for certManager on a cluster without it fails here, with the fix in the message.
+Asking for certManager on a cluster without it, or for secret without the Secret's name and
+CA, fails here with the fix in the message.
 */}}
 {{- define "maxtune.tls.mode" -}}
 {{- $mode := .Values.webhook.tls.mode -}}
@@ -89,7 +97,9 @@ Asking for certManager on a cluster without it fails here, with the fix in the m
 {{- if eq $mode "auto" -}}
 {{- ternary "certManager" "chart" $has -}}
 {{- else if and (eq $mode "certManager") (not $has) -}}
-{{- fail "webhook.tls.mode=certManager, but this cluster does not serve cert-manager.io/v1: install cert-manager first, or use webhook.tls.mode=chart (with `helm template`, pass --api-versions cert-manager.io/v1)" -}}
+{{- fail "webhook.tls.mode=certManager, but this cluster does not serve cert-manager.io/v1: install cert-manager first, or use webhook.tls.mode=secret or chart (with `helm template`, pass --api-versions cert-manager.io/v1)" -}}
+{{- else if and (eq $mode "secret") (not (and .Values.webhook.tls.secret.name .Values.webhook.tls.secret.caBundle)) -}}
+{{- fail "webhook.tls.mode=secret needs webhook.tls.secret.name (a kubernetes.io/tls Secret in the release namespace) and webhook.tls.secret.caBundle (the PEM of the CA that issued it)" -}}
 {{- else -}}
 {{- $mode -}}
 {{- end -}}
@@ -138,10 +148,10 @@ prometheus.io/path: /metrics
 {{- end }}
 {{- end -}}
 
-{{/* Fails when Prometheus Operator objects are asked for on a cluster without them. */}}
+{{/* Fails when Prometheus Operator objects (monitors, rules) are asked for on a cluster without them. */}}
 {{- define "maxtune.requireMonitoringAPI" -}}
 {{- if not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") -}}
-{{- fail "metrics.serviceMonitor/podMonitor enabled, but this cluster does not serve monitoring.coreos.com/v1: install the Prometheus Operator CRDs first, or leave them off (with `helm template`, pass --api-versions monitoring.coreos.com/v1)" -}}
+{{- fail "metrics.serviceMonitor, podMonitor or prometheusRule enabled, but this cluster does not serve monitoring.coreos.com/v1: install the Prometheus Operator CRDs first, or leave them off (with `helm template`, pass --api-versions monitoring.coreos.com/v1)" -}}
 {{- end -}}
 {{- end -}}
 

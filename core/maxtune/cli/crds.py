@@ -8,15 +8,19 @@ from typing import Any
 
 from maxtune.contract import crdgen
 
-# Where the generated manifests live: the repository's crds/ and the chart's copy.
-TARGETS = (Path("crds"), Path("charts/maxtune/crds"))
+# Where the generated manifests live: the repository's crds/ (plain manifests) and the chart's
+# templates (the same CRDs with the release's labels, upgraded by `helm upgrade`).
+PLAIN = Path("crds")
+CHART = Path("charts/maxtune/templates/crds")
 
 
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "crds", help="print (or --write) the CRD manifests generated from the models"
     )
-    parser.add_argument("--write", action="store_true", help="write crds/ and the chart's copy")
+    parser.add_argument(
+        "--write", action="store_true", help="write crds/ and the chart's templates/crds/"
+    )
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root")
     parser.set_defaults(handler=run)
 
@@ -26,10 +30,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.write:
         print("---\n".join(files.values()), end="")
         return 0
-    for target in TARGETS:
+    for target, generated in ((PLAIN, files), (CHART, crdgen.chart_files())):
         folder = args.root / target
         folder.mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
+        for name, text in generated.items():
             (folder / name).write_text(text)
             print(f"wrote {folder / name}")
     return 0

@@ -139,5 +139,42 @@ def render(model: type[GPUNodeProfile] | type[AutotunePolicy]) -> str:
 
 
 def rendered_files() -> dict[str, str]:
-    """File name -> content, as they stand in crds/ and in the chart's crds/."""
+    """File name -> content, as they stand in crds/ (for `kubectl apply` and GitOps)."""
     return {f"{GROUP}_{model.crd_plural}.yaml": render(model) for model in MODELS}
+
+
+# The chart renders the CRDs as templates, as cert-manager's chart does: Helm installs a chart's
+# crds/ folder once and never upgrades it, so a new field would never reach an upgraded cluster.
+_CHART_HEAD = """\
+{{{{- /* Generated from contract/models.py by `maxtune crds --write`. Do not edit. */}}}}
+{{{{- if .Values.crds.enabled }}}}
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: {name}
+  labels:
+    {{{{- include "maxtune.labels" . | nindent 4 }}}}
+  {{{{- if .Values.crds.keep }}}}
+  annotations:
+    # Uninstalling the release keeps the CRD, and so every GPUNodeProfile and AutotunePolicy.
+    helm.sh/resource-policy: keep
+  {{{{- end }}}}
+"""
+
+
+def chart_template(model: type[GPUNodeProfile] | type[AutotunePolicy]) -> str:
+    """The CRD as a chart template: release labels, the keep policy, behind crds.enabled."""
+    return chart_template_of(crd_for(model))
+
+
+def chart_template_of(crd: dict[str, Any]) -> str:
+    """Any CRD manifest as the chart renders it (tests build older versions of ours with it)."""
+    spec = yaml.safe_dump({"spec": crd["spec"]}, sort_keys=False, width=100)
+    if "{{" in spec or "}}" in spec:
+        raise ValueError(f"{crd['metadata']['name']}: the schema holds '{{{{' or '}}}}'")
+    return _CHART_HEAD.format(name=crd["metadata"]["name"]) + spec + "{{- end }}\n"
+
+
+def chart_files() -> dict[str, str]:
+    """File name -> content, as they stand in the chart's templates/crds/."""
+    return {f"{GROUP}_{model.crd_plural}.yaml": chart_template(model) for model in MODELS}

@@ -211,6 +211,9 @@ def _wait_for_person(cluster: Cluster, stack: Stack, say: _Clock) -> None:
     say(f"  {binaries().helm} list -A")
     say(f"  {Path(sys.executable).with_name('maxtune')} status")
     if stack.prometheus is not None:
-        say(f"  Prometheus: {stack.prometheus.url}/graph  (try: maxtune_gpu_sm_count)")
+        say(
+            f"  Prometheus: {stack.prometheus.url}/graph"
+            "  (try: maxtune_gpu_streaming_multiprocessors)"
+        )
     with contextlib.suppress(EOFError, KeyboardInterrupt):
         input()

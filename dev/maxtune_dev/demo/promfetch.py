@@ -184,6 +184,15 @@ def _fetch(progress: Progress) -> Path:
     return target / _BINARY
 
 
+def ensure_promtool(progress: Progress = _quiet) -> Path:
+    """promtool, from the same package (and folder) as the prometheus binary."""
+    prometheus = ensure_prometheus(progress)
+    promtool = prometheus.with_name("promtool")
+    if not promtool.is_file():
+        raise FetchError(f"no promtool next to {prometheus} (Debian's {PACKAGE} package has both)")
+    return promtool
+
+
 def version_of(binary: Path) -> str:
     """`prometheus --version`'s first line (e.g. "prometheus, version 2.42.0+ds ...")."""
     done = _run([str(binary), "--version"])

@@ -29,7 +29,7 @@ Out = Callable[[str], None]
 TEAM_NAMESPACE = "team-a"
 
 # One query per component: the operator's fleet view, and the agents' per-GPU gate verdicts.
-FLEET_QUERY = "max by (capable, gpu_class) (maxtune_nodes)"
+FLEET_QUERY = "max by (capable, gpu_class) (maxtune_operator_nodes)"
 GPU_QUERY = "sort_desc(count by (node) (maxtune_gpu_max_autotune_capable == 1))"
 
 

@@ -102,9 +102,22 @@ class Stack:
         self._uninstalled = False
         self._stopped = False
 
+    def _crds_owned_elsewhere(self) -> bool:
+        """maxtune CRDs already there and not this release's (e.g. `kubectl apply -f crds/`):
+        Helm would refuse to take them over, so the release must not install its own."""
+        ext = kapi("ApiextensionsV1Api", self.api)
+        for crd in ext.list_custom_resource_definition().items:
+            if crd.spec.group != GROUP:
+                continue
+            owner = (crd.metadata.annotations or {}).get("meta.helm.sh/release-name")
+            if owner != self.options.release:
+                return True
+        return False
+
     def _values(self) -> dict[str, Any]:
         return {
             "listenHost": "127.0.0.1",
+            "crds": {"enabled": not self._crds_owned_elsewhere()},
             "operator": {"replicas": self.options.operator_replicas},
             "webhook": {
                 "url": f"https://127.0.0.1:{self.webhook_port}/mutate",
@@ -336,8 +349,8 @@ class Stack:
             oldest = prometheus.query("min(timestamp(up))")
             if not oldest or oldest[0].value < since:
                 return False
-            nodes = prometheus.query("count by (node) (maxtune_gpu_sm_count)")
-            fleet = prometheus.query("max(sum by (instance) (maxtune_nodes))")
+            nodes = prometheus.query("count by (node) (maxtune_gpu_streaming_multiprocessors)")
+            fleet = prometheus.query("max(sum by (instance) (maxtune_operator_nodes))")
             return len(nodes) == len(self.gpu_nodes) and bool(
                 fleet and fleet[0].value == len(self.gpu_nodes)
             )

@@ -66,6 +66,14 @@ HELM = Component(
 
 COMPONENTS: tuple[Component, ...] = (ETCD, KUBERNETES, KWOK, HELM)
 
+# Not part of the plane: generates the chart README from values.yaml (`make docs`).
+HELM_DOCS = Component(
+    name="helm-docs",
+    module="github.com/norwoodj/helm-docs",
+    candidates=("v1.14.2",),
+    packages=(("github.com/norwoodj/helm-docs/cmd/helm-docs", "helm-docs"),),
+)
+
 _SEMVER = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 
 

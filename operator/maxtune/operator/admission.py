@@ -5,7 +5,7 @@ AdmissionReview that allows the request: a malformed review, a request that
 is not a pod CREATE, a pod that is not opted in, or an error inside maxtune
 all end in `allowed: true` without a patch (fail open). Only a pod that the
 rule applies to gets a JSON patch. The result label says which case it was,
-for the `maxtune_admission_requests_total` counter.
+for the `maxtune_operator_admission_requests_total` counter.
 """
 
 from __future__ import annotations

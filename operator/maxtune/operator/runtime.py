@@ -152,7 +152,9 @@ class Operator:
     async def _start_servers(self) -> None:
         cfg = self.config
         tls = server_context(cfg.tls_cert_file, cfg.tls_key_file)
-        reloader = CertReloader(tls, cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_reload_seconds)
+        reloader = CertReloader(
+            tls, cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_reload_seconds, self.metrics
+        )
         self._tasks.append(asyncio.create_task(reloader.run(), name="tls-reload"))
         health_app = server.health_app(self.metrics, healthy=self.healthy, ready=self.ready)
         runner, self.metrics_port = await server.start(

@@ -18,11 +18,11 @@ from typing import Final
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from maxtune.operator import admission
 from maxtune.operator.fleet import FleetState
-from maxtune.operator.metrics import Metrics
+from maxtune.operator.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def health_app(
 ) -> web.Application:
     async def metrics_view(request: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def healthz(request: web.Request) -> web.Response:
         ok = healthy()
