@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.maxtune-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 
-.PHONY: venv lint test unit bench demo crds tools clean-plane
+.PHONY: venv lint test unit bench demo crds tools image image-tools clean-plane
 
 # The virtual environment holds everything: the package (editable), the
 # operator and agent extras (torch is the PyPI CUDA build: pip's cache serves
@@ -20,10 +20,21 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Control-plane binaries (etcd, kube-*, kwok, helm), built from pinned Go modules
 # into .cache/ and reused while their versions stay the same; Debian's Prometheus
-# for the end-to-end test and the demo, unpacked into .cache/ without root.
-tools: venv
+# for the end-to-end test and the demo, unpacked into .cache/ without root; buildah
+# and mmdebstrap for the images (apt-get, only when missing).
+tools: venv image-tools
 	$(BIN)/python -m maxtune.localplane build
 	$(BIN)/python -m maxtune.demo fetch-prometheus
+
+image-tools:
+	$(PY) -m imagebuild tools
+
+# The Dockerfile's operator and agent targets, built with buildah (chroot isolation, vfs
+# storage, no Docker engine) from a Debian bookworm base made by mmdebstrap, tagged
+# localhost/maxtune-{operator,agent}:<version>. Reused while their inputs are unchanged
+# (Dockerfile, pyproject, pins, sources): docs/decisions/0022-container-images.md.
+image: image-tools
+	$(PY) -m imagebuild build
 
 lint: venv
 	$(BIN)/ruff check .
@@ -34,11 +45,13 @@ lint: venv
 # control plane of its own: the suite waits on servers more than it computes, so
 # on 2 cores this halves its wall time (9.4 -> 5.2 min). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
-test: venv tools lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+# MAXTUNE_REQUIRE_IMAGES=1: a machine that cannot build images fails the image tests
+# instead of skipping them.
+test: venv tools image lint
+	MAXTUNE_REQUIRE_IMAGES=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 unit: venv
-	$(BIN)/python -m pytest -m "not plane"
+	$(BIN)/python -m pytest -m "not plane and not image"
 
 bench: venv tools
 	$(BIN)/python -m benchmarks.run
