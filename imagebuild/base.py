@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from imagebuild.buildah import Buildah, BuildahError, Image
+from imagebuild.logged import run_logged
 
 REPOSITORY = "localhost/maxtune-base"
 RECIPE_LABEL = "io.maxtune.base-recipe"
@@ -84,17 +85,10 @@ def build_base(buildah: Buildah, recipe: Recipe, log: Path) -> Image:
     """mmdebstrap a tarball, then `buildah from scratch` + add + config + commit."""
     with tempfile.TemporaryDirectory(prefix="maxtune-base-") as scratch:
         tarball = Path(scratch) / "rootfs.tar"
-        with log.open("a") as out:
-            done = subprocess.run(
-                recipe.mmdebstrap_argv(tarball),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=1800,
-                check=False,
-            )
-        if done.returncode != 0:
+        code = run_logged(recipe.mmdebstrap_argv(tarball), log, timeout_s=1800)
+        if code != 0:
             tail = log.read_text(errors="replace")[-3000:]
-            raise BuildahError(f"mmdebstrap exited {done.returncode} (log: {log}):\n{tail}")
+            raise BuildahError(f"mmdebstrap exited {code} (log: {log}):\n{tail}")
         working = f"maxtune-base-{int(time.time())}"
         buildah.run("from", "--name", working, "scratch", log=log)
         try:

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagebuild.logged import run_logged
+
 DRIVER = os.environ.get("MAXTUNE_IMAGE_STORAGE_DRIVER", "vfs")
 ISOLATION = "chroot"
 
@@ -54,15 +56,8 @@ class Buildah:
             )
             output = done.stdout + done.stderr
         else:
-            with log.open("a") as out:
-                done = subprocess.run(
-                    argv,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                    timeout=timeout_s,
-                    check=False,
-                )
+            code = run_logged(argv, log, timeout_s)
+            done = subprocess.CompletedProcess(argv, code, "", "")
             output = log.read_text(errors="replace")
         if done.returncode != 0:
             where = f" (log: {log})" if log else ""
