@@ -20,12 +20,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Control-plane binaries (etcd, kube-*, kwok, helm), built from pinned Go modules
 # into .cache/ and reused while their versions stay the same; Debian's Prometheus
-# for the end-to-end test and the demo, unpacked into .cache/ without root; buildah
-# and mmdebstrap for the images (apt-get, only when missing).
-tools: venv image-tools
+# for the end-to-end test and the demo, unpacked into .cache/ without root.
+tools: venv
 	$(BIN)/python -m maxtune.localplane build
 	$(BIN)/python -m maxtune.demo fetch-prometheus
 
+# buildah and mmdebstrap for the images: apt-get install, only when missing (needs root;
+# kept out of `tools` so that the demo and the benchmarks do not need them).
 image-tools:
 	$(PY) -m imagebuild tools
 
