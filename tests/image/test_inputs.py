@@ -112,3 +112,18 @@ def test_base_is_named_by_its_recipe() -> None:
     assert Recipe(packages=(*RECIPE.packages, "curl")).name() != RECIPE.name()
     assert Recipe(mirrors=RECIPE.mirrors[:1]).name() != RECIPE.name()
     assert Recipe().name() == RECIPE.name()
+
+
+def test_image_tests_skip_only_where_images_cannot_be_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without buildah a test skips with the reason; under `make test` (CI) it fails instead."""
+    from tests.image import built
+
+    monkeypatch.setattr(built, "available", lambda: "buildah is not installed")
+    monkeypatch.delenv(built.REQUIRE_ENV, raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"cannot be built.*buildah is not installed"):
+        built.require("operator")
+    monkeypatch.setenv(built.REQUIRE_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match="MAXTUNE_REQUIRE_IMAGES=1 but"):
+        built.require("operator")
