@@ -3,9 +3,13 @@
 # maxtune images, one Dockerfile, two targets:
 #   docker build --target operator -t maxtune-operator:0.1.0 .   # webhook + labeller: no torch
 #   docker build --target agent    -t maxtune-agent:0.1.0 .      # GPU measurements: CUDA torch
+# or, without a Docker engine or a registry, `make image`: buildah builds both targets from a
+# Debian bookworm base made by mmdebstrap, passed in as PYTHON_IMAGE (imagebuild/).
 #
 # Both install the wheel built in the first stage with the pins of constraints.txt, into a venv
-# at /opt/maxtune, run as the numeric non-root user 65532 and start with `maxtune`.
+# at /opt/maxtune, run as the numeric non-root user 65532 and start with `maxtune`. A base given
+# as PYTHON_IMAGE needs what the RUN steps call: `python` 3.11 with venv and pip, groupadd and
+# useradd, and (agent) apt-get.
 # tests/image/ runs these very pip commands (read from this file) in a clean venv.
 #
 # The agent's base is the same slim Python as the operator's, not an nvidia/cuda image: torch's

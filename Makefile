@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.maxtune-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 
-.PHONY: venv lint test unit bench demo crds docs tools clean-plane
+.PHONY: venv lint test unit bench demo crds docs tools image image-tools clean-plane
 
 # The virtual environment holds everything: the package (editable), the
 # operator and agent extras (torch is the PyPI CUDA build: pip's cache serves
@@ -27,6 +27,18 @@ tools: venv
 	$(BIN)/python -m maxtune_dev.docs build-helm-docs
 	$(BIN)/python -m maxtune_dev.demo fetch-prometheus
 
+# buildah and mmdebstrap for the images: apt-get install, only when missing (needs root;
+# kept out of `tools` so that the demo and the benchmarks do not need them).
+image-tools:
+	$(PY) -m imagebuild tools
+
+# The Dockerfile's operator and agent targets, built with buildah (chroot isolation, vfs
+# storage, no Docker engine) from a Debian bookworm base made by mmdebstrap, tagged
+# localhost/maxtune-{operator,agent}:<version>. Reused while their inputs are unchanged
+# (Dockerfile, pyproject, pins, sources): docs/decisions/0022-container-images.md.
+image: image-tools
+	$(PY) -m imagebuild build
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -37,11 +49,13 @@ lint: venv
 # control plane of its own: the suite waits on servers more than it computes, so
 # on 2 cores this halves its wall time (9.4 -> 5.2 min). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
-test: venv tools lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+# MAXTUNE_REQUIRE_IMAGES=1: a machine that cannot build images fails the image tests
+# instead of skipping them.
+test: venv tools image lint
+	MAXTUNE_REQUIRE_IMAGES=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 unit: venv
-	$(BIN)/python -m pytest -m "not plane"
+	$(BIN)/python -m pytest -m "not plane and not image"
 
 bench: venv tools
 	$(BIN)/python -m benchmarks.run

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import fnmatch
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 
+from imagebuild.context import ignored, read_patterns
 from tests.image.dockerfile import ROOT, parse
 
 CHART_VALUES = ROOT / "charts" / "maxtune" / "values.yaml"
@@ -78,25 +77,8 @@ def test_agent_sees_the_gpus_the_runtime_injects() -> None:
     assert "import torch, triton, pynvml" in agent.run_with("import torch")
 
 
-def _ignored(path: str, patterns: list[str]) -> bool:
-    """.dockerignore semantics for the simple patterns used here: last match wins, ! re-includes."""
-    ignored = False
-    for written in patterns:
-        negate = written.startswith("!")
-        pattern = written.removeprefix("!").rstrip("/")
-        parts = Path(path).parts
-        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-        if any(fnmatch.fnmatch(p, pattern) for p in prefixes) or fnmatch.fnmatch(path, pattern):
-            ignored = not negate
-    return ignored
-
-
 def test_context_holds_what_is_copied_and_nothing_heavy() -> None:
-    patterns = [
-        line.strip()
-        for line in (ROOT / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
+    patterns = read_patterns(ROOT / ".dockerignore")  # Docker's matching, as make image hashes it
     copied = {
         source
         for stage in parse().stages.values()
@@ -105,8 +87,8 @@ def test_context_holds_what_is_copied_and_nothing_heavy() -> None:
     }
     for source in sorted(copied):
         assert (ROOT / source).exists(), source
-        assert not _ignored(source, patterns), f"{source} is COPYd but .dockerignore drops it"
-        assert not _ignored(f"{source}/x.py" if (ROOT / source).is_dir() else source, patterns)
+        assert not ignored(source, patterns), f"{source} is COPYd but .dockerignore drops it"
+        assert not ignored(f"{source}/x.py" if (ROOT / source).is_dir() else source, patterns)
     for heavy in (
         ".venv",
         ".cache",
@@ -117,4 +99,4 @@ def test_context_holds_what_is_copied_and_nothing_heavy() -> None:
         "docs",
         "core/maxtune/x/__pycache__/m.pyc",
     ):
-        assert _ignored(heavy, patterns), heavy
+        assert ignored(heavy, patterns), heavy
