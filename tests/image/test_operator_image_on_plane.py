@@ -182,7 +182,8 @@ def test_operator_answers_the_api_servers_admission_review(
     assert decision, f"the webhook did not annotate the opted-in pod:\n{image_operator.tail()}"
     assert json.loads(decision)["version"]
     assert (
-        image_operator.metric("maxtune_operator_admission_requests_total", result="patched") == patched + 1
+        image_operator.metric("maxtune_operator_admission_requests_total", result="patched")
+        == patched + 1
     )
     plain = kube.request(
         "POST",
