@@ -20,10 +20,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Control-plane binaries (etcd, kube-*, kwok, helm), built from pinned Go modules
 # into .cache/ and reused while their versions stay the same; Debian's Prometheus
-# for the end-to-end test and the demo, unpacked into .cache/ without root.
+# (end-to-end test, demo) and redis-server (compile-cache tests), unpacked into
+# .cache/ without root.
 tools: venv
 	$(BIN)/python -m maxtune.localplane build
 	$(BIN)/python -m maxtune.demo fetch-prometheus
+	$(BIN)/python -m maxtune.localplane fetch-redis
 
 lint: venv
 	$(BIN)/ruff check .
