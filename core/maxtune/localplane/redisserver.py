@@ -39,6 +39,9 @@ REDIS = debfetch.DebianTool(
 )
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 30.0
+# Set on the command line for every local run; removed from the file first, since redis acts on
+# some of them while it reads the file (`dir` changes folder at once, before any override).
+LOCAL_DIRECTIVES = ("port", "bind", "dir", "aclfile", "logfile", "daemonize")
 
 
 class RedisError(RuntimeError):
@@ -112,8 +115,9 @@ def ping_reply(port: int, host: str = HOST, timeout_s: float = 2.0) -> str:
 
 class RedisServer:
     """One redis-server on 127.0.0.1 (a context manager): `config` is a redis.conf, `acl` an ACL
-    file; port, bind address, folder, log and the ACL file's path are set on the command line,
-    which overrides the file, so a config written for a pod runs here unchanged."""
+    file. Port, bind address, folder, log and the ACL file's path (LOCAL_DIRECTIVES) are taken
+    out of the file and set on the command line, so a config written for a pod runs here with
+    everything else unchanged."""
 
     def __init__(
         self,
@@ -154,7 +158,7 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         (self.workdir / "data").mkdir(parents=True, exist_ok=True)
-        (self.workdir / "redis.conf").write_text(self.config)
+        (self.workdir / "redis.conf").write_text(local_config(self.config))
         if self.acl is not None:
             acl = self.workdir / "users.acl"
             acl.write_text(self.acl)
@@ -218,6 +222,16 @@ class RedisServer:
         if done.returncode != 0 or done.stdout.startswith(("NOPERM", "NOAUTH", "WRONGPASS")):
             raise RedisError(f"INFO as {user}: {done.stdout.strip()} {done.stderr.strip()}")
         return parse_info(done.stdout)
+
+
+def local_config(config: str) -> str:
+    """The config without the directives a local run sets on the command line."""
+    kept = [
+        line
+        for line in config.splitlines()
+        if not (line.split() and line.split()[0].lower() in LOCAL_DIRECTIVES)
+    ]
+    return "\n".join(kept) + "\n"
 
 
 def parse_info(text: str) -> dict[str, str]:
