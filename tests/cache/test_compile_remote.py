@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from maxtune.localplane.redisserver import RedisServer
+from maxtune.localplane.redisserver import RedisServer, hung_server
 from tests.cache.cachekit import ChartCache, local_url, render_cache
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,29 +152,6 @@ def test_image_without_redis_package_compiles_normally(
     assert "redis not available but required for remote cache" in log
 
 
-def _silent_server(stop: threading.Event) -> tuple[int, threading.Thread]:
-    """A TCP server on 127.0.0.1 that accepts and never answers: a hung Redis."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    listener.settimeout(0.2)
-    held: list[socket.socket] = []
-
-    def serve() -> None:
-        with listener:
-            while not stop.is_set():
-                try:
-                    held.append(listener.accept()[0])
-                except TimeoutError:
-                    continue
-            for conn in held:
-                conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return int(listener.getsockname()[1]), thread
-
-
 def test_hung_cache_costs_timeouts_not_a_hang(tmp_path: Path) -> None:
     """The URL's timeouts (compileCache.client) bound what a hung Redis costs a compile."""
     chart = render_cache(
@@ -185,9 +160,7 @@ def test_hung_cache_costs_timeouts_not_a_hang(tmp_path: Path) -> None:
             "client": {"connectTimeoutSeconds": 1, "socketTimeoutSeconds": 1},
         }
     )
-    stop = threading.Event()
-    port, thread = _silent_server(stop)
-    try:
+    with hung_server() as port:
         env = {
             "TORCHINDUCTOR_FX_GRAPH_REMOTE_CACHE": "1",
             "TORCHINDUCTOR_REDIS_URL": local_url(chart.member_secret("train")["url"], port),
@@ -195,9 +168,6 @@ def test_hung_cache_costs_timeouts_not_a_hang(tmp_path: Path) -> None:
         began = time.monotonic()
         result, log = compile_in_child(env, tmp_path, "--workload", "mlp")
         took = time.monotonic() - began
-    finally:
-        stop.set()
-        thread.join(timeout=5)
     report(f"mlp against a hung server ({took:.1f} s in all)", result)
     assert result["rel_error"] < 1e-4
     assert result["counters"]["inductor"].get("fxgraph_cache_write_error") == 1

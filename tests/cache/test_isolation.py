@@ -17,7 +17,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from maxtune.localplane.redisserver import RedisServer, ping_reply
+from maxtune.localplane.redisserver import TORCH_CACHE_RULES, RedisServer, ping_reply
 from tests.cache.cachekit import ChartCache, local_url, render_cache, run_make_acl
 
 GROUPS = [
@@ -230,3 +230,8 @@ def test_secret_url_and_webhook_template_both_authenticate(
     assert kwargs["socket_timeout"] == 5.0 and kwargs["socket_connect_timeout"] == 2.0
     assert kwargs["username"] == "ns-cv-ci"
     assert connection.set("pt2:url-check::k:c1", b"v")
+
+
+def test_chart_and_harness_grant_cache_users_the_same_rights(chart: ChartCache) -> None:
+    """The benchmarks' servers (redisserver.TORCH_CACHE_RULES) and the chart's agree."""
+    assert f"cache_rules='{TORCH_CACHE_RULES}'" in chart.config_file("make-acl.sh")

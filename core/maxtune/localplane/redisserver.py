@@ -13,13 +13,15 @@ package, so the harness needs no Python client.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -54,12 +56,15 @@ def ensure_redis(progress: debfetch.Progress = debfetch.quiet) -> Path:
 
 
 def library_dirs(binary: Path) -> list[Path]:
-    """Folders of shared libraries unpacked beside the binary (none for a system binary)."""
+    """Folders of shared libraries unpacked beside the binary (none for a system binary):
+    Debian puts them under usr/lib/<triplet> or, for some packages, lib/<triplet>."""
     root = binary.parent.parent.parent  # <root>/usr/bin/redis-server
-    lib = root / "usr" / "lib"
     if not (root / debfetch.COMPLETE).is_file():  # not one of ours: a system binary
         return []
-    return sorted({p.parent for p in lib.glob("*/*.so*")} | {p.parent for p in lib.glob("*.so*")})
+    found = set()
+    for lib in (root / "usr" / "lib", root / "lib"):
+        found |= {p.parent for p in lib.glob("*/*.so*")} | {p.parent for p in lib.glob("*.so*")}
+    return sorted(found)
 
 
 def tool_env(binary: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -243,6 +248,10 @@ def parse_info(text: str) -> dict[str, str]:
     return found
 
 
+# The rights of a cache user: torch's Redis remote cache runs GET and SET on keys "pt2:..."
+# (torch/_inductor/remote_cache.py). The chart's make-acl.sh grants the same (a test compares).
+TORCH_CACHE_RULES = "resetkeys ~pt2:* resetchannels -@all +get +set"
+
 # A cache server as the tests and the benchmarks run it: no persistence, a memory cap with LRU
 # eviction (a cache: losing an entry costs a recompile, never correctness).
 CACHE_CONFIG = """\
@@ -264,3 +273,33 @@ def acl_file(users: Sequence[tuple[str, str, str]]) -> str:
     lines = ["user default off resetpass resetkeys resetchannels -@all"]
     lines += [f"user {name} on >{password} {rules}" for name, password, rules in users]
     return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def hung_server() -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers: a Redis that hangs
+    (stopped by a debugger, swapped out, a half-open network path). Yields its port."""
+    stop = threading.Event()
+    listener = socket.socket()
+    listener.bind((HOST, 0))
+    listener.listen(64)
+    listener.settimeout(0.2)
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=serve, name="hung-redis", daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        listener.close()
