@@ -9,6 +9,7 @@ path, with the URLs the chart put in each namespace's Secret.
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from maxtune.localplane.redisserver import TORCH_CACHE_RULES, RedisServer, ping_reply
+from maxtune.localplane.redisserver import TORCH_CACHE_RULES, RedisServer, ping_reply, tool_env
 from tests.cache.cachekit import ChartCache, local_url, render_cache, run_make_acl
 
 GROUPS = [
@@ -235,3 +236,33 @@ def test_secret_url_and_webhook_template_both_authenticate(
 def test_chart_and_harness_grant_cache_users_the_same_rights(chart: ChartCache) -> None:
     """The benchmarks' servers (redisserver.TORCH_CACHE_RULES) and the chart's agree."""
     assert f"cache_rules='{TORCH_CACHE_RULES}'" in chart.config_file("make-acl.sh")
+
+
+def test_readiness_probe_command_answers_as_the_probe_user(
+    chart: ChartCache, servers: dict[str, RedisServer]
+) -> None:
+    """The Deployment's own probe command, run with Debian's redis-cli against the server."""
+    vision = servers["vision"]
+    deployment = chart.rendered.get("Deployment", "mt-maxtune-cache-vision")
+    redis_container = next(
+        c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "redis"
+    )
+    command = redis_container["readinessProbe"]["exec"]["command"]
+    assert command[:2] == ["/bin/sh", "-c"] and "-p 6379" in command[2]
+    script = command[2].replace("-p 6379", f"-h 127.0.0.1 -p {vision.port}")
+    env = tool_env(vision.binary)
+    env["PATH"] = f"{vision.cli_binary.parent}:{env['PATH']}"
+    ok = subprocess.run(
+        ["/bin/sh", "-c", script],
+        env={**env, "REDISCLI_AUTH": chart.server_secret("vision")["svc-probe"]},
+        timeout=30,
+        check=False,
+    )
+    assert ok.returncode == 0
+    wrong = subprocess.run(
+        ["/bin/sh", "-c", script],
+        env={**env, "REDISCLI_AUTH": "not-the-probe-password"},
+        timeout=30,
+        check=False,
+    )
+    assert wrong.returncode != 0
