@@ -23,6 +23,8 @@ import pytest
 from maxtune.localplane.redisserver import RedisServer, hung_server
 from tests.cache.cachekit import ChartCache, local_url, render_cache
 
+pytestmark = pytest.mark.slow  # each compile is a fresh process importing torch
+
 ROOT = Path(__file__).resolve().parents[2]
 GROUPS = [{"name": "ml", "namespaces": ["train"], "readOnlyNamespaces": ["serve"]}]
 CHILD_TIMEOUT_S = 300
