@@ -175,3 +175,22 @@ def test_hung_cache_costs_timeouts_not_a_hang(tmp_path: Path) -> None:
     assert result["counters"]["inductor"].get("fxgraph_cache_write_error") == 1
     assert result["counters"]["remote"]["RemoteFxGraphCache"]["exception"] == 2  # get, put
     assert "Timeout reading from" in log
+
+
+def test_key_tag_keeps_gpu_classes_apart(
+    chart: ChartCache, server: RedisServer, tmp_path: Path
+) -> None:
+    """TORCH_COMPILE_CACHE_KEY_TAG salts torch's keys: what the webhook can set to the pod's
+    GPU class where two classes share a device name (MIG slices), so they never share entries."""
+    env = recipe(chart, "train", server)
+    compile_in_child(
+        {**env, "TORCH_COMPILE_CACHE_KEY_TAG": "class-a"}, tmp_path, "--workload", "mlp"
+    )
+    other, _ = compile_in_child(
+        {**env, "TORCH_COMPILE_CACHE_KEY_TAG": "class-b"}, tmp_path, "--workload", "mlp"
+    )
+    same, _ = compile_in_child(
+        {**env, "TORCH_COMPILE_CACHE_KEY_TAG": "class-a"}, tmp_path, "--workload", "mlp"
+    )
+    assert other["counters"]["inductor"].get("fxgraph_cache_miss") == 1
+    assert same["counters"]["inductor"].get("fxgraph_cache_hit") == 1
