@@ -8,7 +8,7 @@
 #   then on the GPU machine (carry: [".whl"]):
 #   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
 #     && PYTHONPATH=/tmp/site:core:agent:. python3 benchmarks/cache/gpu_cache_run.py \
-#        --debs .whl/debs --out $OUT --workloads mlp
+#        --debs .whl/debs --out $OUT
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 # The redis-py the tests use (constraints.txt): pure Python, one wheel for every platform.
