@@ -21,11 +21,13 @@ $(STAMP): pyproject.toml constraints.txt
 # Control-plane binaries (etcd, kube-*, kwok, helm), built from pinned Go modules
 # into .cache/ and reused while their versions stay the same; helm-docs (the chart
 # README) the same way; Debian's Prometheus (and promtool) for the end-to-end test,
-# the alert tests and the demo, unpacked into .cache/ without root.
+# the alert tests and the demo, and redis-server (compile-cache tests), unpacked into
+# .cache/ without root.
 tools: venv
 	$(BIN)/python -m maxtune_dev.localplane build
 	$(BIN)/python -m maxtune_dev.docs build-helm-docs
 	$(BIN)/python -m maxtune_dev.demo fetch-prometheus
+	$(BIN)/python -m maxtune_dev.localplane fetch-redis
 
 # buildah and mmdebstrap for the images: apt-get install, only when missing (needs root;
 # kept out of `tools` so that the demo and the benchmarks do not need them).

@@ -181,6 +181,13 @@ def test_every_template_renders_something_in_some_value_set() -> None:
             "grafanaDashboard": {"enabled": True},
         },
         "networkPolicy": {"enabled": True},
+        "compileCache": {
+            "enabled": True,
+            "groups": [{"name": "team", "namespaces": ["team-a"]}],
+            "persistence": {"enabled": True},
+            "podDisruptionBudget": {"enabled": True},
+            "metrics": {"enabled": True},
+        },
     }
     runs: list[tuple[dict[str, Any], tuple[str, ...]]] = [
         (simulate, ()),

@@ -1,6 +1,6 @@
-"""`python -m maxtune_dev.localplane up|down|env|status|build [--name NAME]`.
+"""`python -m maxtune_dev.localplane up|down|env|status|build|fetch-redis [--name NAME]`.
 
-`build` is what `make tools` runs before the tests; the rest manage a named
+`build` and `fetch-redis` are what `make tools` runs before the tests; the rest manage a named
 plane that keeps running after the command returns (see detached.py).
 """
 
@@ -27,6 +27,21 @@ def _build() -> int:
     return 0
 
 
+def _fetch_redis() -> int:
+    from maxtune_dev.localplane import redisserver  # noqa: PLC0415 - only this command needs it
+    from maxtune_dev.localplane.debfetch import FetchError  # noqa: PLC0415
+
+    started = time.monotonic()
+    try:
+        binary = redisserver.ensure_redis(lambda line: print(f"[redis] {line}", flush=True))
+    except FetchError as exc:
+        print(f"[redis] {exc}", file=sys.stderr, flush=True)
+        return 2
+    took = time.monotonic() - started
+    print(f"  redis-server             {binary}  ({redisserver.version_of(binary)}; {took:.1f}s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m maxtune_dev.localplane",
@@ -35,14 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "command",
-        choices=["up", "down", "env", "status", "build", "_serve"],
+        choices=["up", "down", "env", "status", "build", "fetch-redis", "_serve"],
         help="up: start a named plane in the background; down: stop it; env: print the "
-        "KUBECONFIG export line; status: show its components; build: build the binaries",
+        "KUBECONFIG export line; status: show its components; build: build the binaries; "
+        "fetch-redis: Debian's redis-server into the binary cache",
     )
     parser.add_argument("--name", default="default", help="which named plane (default: default)")
     args = parser.parse_args(argv)
     if args.command == "build":
         return _build()
+    if args.command == "fetch-redis":
+        return _fetch_redis()
     try:
         handlers = {
             "up": detached.up,

@@ -1,0 +1,212 @@
+"""One fresh process compiles one workload through whatever cache the environment names.
+
+    python -m benchmarks.cache.compile_child --workload mlp --mode default --device cpu --tiny
+
+It is a new pod in miniature: torch is imported here, torch.compile runs once from whatever
+TORCHINDUCTOR_CACHE_DIR / TORCHINDUCTOR_REDIS_URL / TORCHINDUCTOR_*_REMOTE_CACHE the parent
+set, and the last line of stdout is one JSON object: the seconds of the first call (compile
+included), the median step time after warm-up, whether the output matches eager, and torch's
+own cache counters (`counters["inductor"]`, `counters["aot_autograd"]`, the remote cache's
+hit/miss/put/exception tallies). The tests and benchmarks/cache/gpu_cache_run.py read it.
+
+Workloads: `mlp`, the agent's reference block (maxtune.agent.compile_bench, inference);
+`train`, a small transformer's training step (forward, backward, AdamW; bf16 autocast on GPUs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+T0 = time.perf_counter()
+
+import torch  # noqa: E402 - the import is part of what a fresh process pays
+
+IMPORT_S = time.perf_counter() - T0
+
+# (m, k, hidden) of the MLP; (layers, width, heads, seq, batch) of the transformer.
+MLP_SIZES = {"full": (4096, 4096, 16384), "tiny": (64, 128, 256)}
+TRAIN_SIZES = {"full": (2, 512, 8, 256, 8), "tiny": (1, 64, 4, 32, 2)}
+COUNTER_WORDS = ("cache", "autotune", "select_algorithm", "triton_bundler")
+
+
+class Block(torch.nn.Module):
+    """A pre-norm transformer block: attention (SDPA) and a GELU MLP."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1 = torch.nn.LayerNorm(width)
+        self.qkv = torch.nn.Linear(width, 3 * width)
+        self.proj = torch.nn.Linear(width, width)
+        self.norm2 = torch.nn.LayerNorm(width)
+        self.up = torch.nn.Linear(width, 4 * width)
+        self.down = torch.nn.Linear(4 * width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, seq, width = x.shape
+        q, k, v = self.qkv(self.norm1(x)).chunk(3, dim=-1)
+        shape = (batch, seq, self.heads, width // self.heads)
+        q, k, v = (t.reshape(shape).transpose(1, 2) for t in (q, k, v))
+        att = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(att.transpose(1, 2).reshape(batch, seq, width))
+        out: torch.Tensor = x + self.down(torch.nn.functional.gelu(self.up(self.norm2(x))))
+        return out
+
+
+class Transformer(torch.nn.Module):
+    def __init__(self, layers: int, width: int, heads: int, vocab: int = 1024) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, width)
+        self.blocks = torch.nn.ModuleList(Block(width, heads) for _ in range(layers))
+        self.norm = torch.nn.LayerNorm(width)
+        self.head = torch.nn.Linear(width, vocab)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        for block in self.blocks:
+            x = block(x)
+        logits: torch.Tensor = self.head(self.norm(x))
+        return logits
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _median_step(fn: Callable[[], Any], device: str, steps: int) -> float:
+    times = []
+    for _ in range(steps):
+        _sync(device)
+        began = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def _rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    out32, ref32 = out.float(), ref.float()
+    if not bool(torch.isfinite(out32).all()):
+        return float("inf")
+    return float(torch.linalg.vector_norm(out32 - ref32) / torch.linalg.vector_norm(ref32))
+
+
+def run_mlp(mode: str, device: str, size: str, steps: int) -> dict[str, Any]:
+    from maxtune.agent.blocks import _Mlp  # noqa: PLC0415 - the agent's own block
+
+    m, k, hidden = MLP_SIZES[size]
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    gen = torch.Generator(device=device).manual_seed(1234)
+    x = torch.randn((m, k), device=device, dtype=dtype, generator=gen)
+    w1 = torch.randn((k, hidden), device=device, dtype=dtype, generator=gen) / k**0.5
+    w2 = torch.randn((hidden, k), device=device, dtype=dtype, generator=gen) / hidden**0.5
+    model = _Mlp(w1, w2)
+    with torch.no_grad():
+        ref = model(x)
+        fn = torch.compile(model, mode=mode, fullgraph=True, dynamic=False)
+        _sync(device)
+        began = time.perf_counter()
+        out = fn(x)
+        _sync(device)
+        first_s = time.perf_counter() - began
+        for _ in range(3):  # CUDA-graph modes record on the first calls after compile
+            out = fn(x)
+        step_s = _median_step(lambda: fn(x), device, steps)
+    return {"first_call_s": first_s, "step_s": step_s, "rel_error": _rel_error(out, ref)}
+
+
+def run_train(mode: str, device: str, size: str, steps: int) -> dict[str, Any]:
+    layers, width, heads, seq, batch = TRAIN_SIZES[size]
+    torch.manual_seed(1234)
+    model = Transformer(layers, width, heads).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    tokens = torch.randint(0, 1024, (batch, seq), device=device)
+    target = torch.randint(0, 1024, (batch, seq), device=device)
+    compiled = torch.compile(model, mode=mode)
+    use_bf16 = device == "cuda"
+
+    def step() -> torch.Tensor:
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_bf16):
+            logits = compiled(tokens)
+            loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), target.flatten())
+        loss.backward()  # type: ignore[no-untyped-call]
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    _sync(device)
+    began = time.perf_counter()
+    loss = step()  # forward and backward graphs compile here
+    _sync(device)
+    first_s = time.perf_counter() - began
+    for _ in range(3):
+        loss = step()
+    step_s = _median_step(step, device, steps)
+    finite = bool(torch.isfinite(loss).all())
+    return {"first_call_s": first_s, "step_s": step_s, "loss": float(loss), "finite": finite}
+
+
+def counters_snapshot() -> dict[str, Any]:
+    from torch._dynamo.utils import counters  # noqa: PLC0415
+    from torch._inductor.remote_cache import cache_stats  # noqa: PLC0415
+
+    picked = {
+        group: {
+            key: int(value)
+            for key, value in counters[group].items()
+            if any(word in key for word in COUNTER_WORDS)
+        }
+        for group in ("inductor", "aot_autograd")
+    }
+    remote = {
+        name: {"hit": s.hit, "miss": s.miss, "put": s.put, "exception": s.exception}
+        for name, s in cache_stats._stats.items()
+    }
+    return {**picked, "remote": remote}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cache.compile_child")
+    parser.add_argument("--workload", choices=["mlp", "train"], default="mlp")
+    parser.add_argument("--mode", default="default")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--tiny", action="store_true", help="sizes for a CPU smoke run")
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("compile_child: --device cuda, but torch sees no GPU", file=sys.stderr)
+        return 2
+    size = "tiny" if args.tiny else "full"
+    run = run_mlp if args.workload == "mlp" else run_train
+    result = run(args.mode, args.device, size, args.steps)
+    try:
+        import redis  # noqa: F401, PLC0415
+
+        has_redis = True
+    except ImportError:
+        has_redis = False
+    result.update(
+        workload=args.workload,
+        mode=args.mode,
+        device=args.device,
+        size=size,
+        import_s=IMPORT_S,
+        total_s=time.perf_counter() - T0,
+        torch=torch.__version__,
+        gpu=torch.cuda.get_device_name() if args.device == "cuda" else None,
+        redis_package=has_redis,
+        counters=counters_snapshot(),
+    )
+    print(json.dumps(result, sort_keys=True), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
