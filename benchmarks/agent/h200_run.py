@@ -19,6 +19,7 @@ control flow, on any machine). A JSON summary goes to --out/summary.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -34,7 +35,6 @@ NODE = "h200-node"
 DRY_FLEET = ROOT / "examples" / "fleets" / "demo.yaml"
 DRY_NODE = "gpu-a100-0"
 BUDGET_S = 90.0  # the full profile's target on an H200
-RUN_TIMEOUT_S = 170.0
 
 
 def agent_command(out: Path, run: int, *, dry: bool) -> list[str]:
@@ -273,21 +273,36 @@ def print_between(table: dict[str, Any]) -> None:
 # ------------------------------------------------------------------ main
 
 
-def one_run(out: Path, index: int, *, dry: bool) -> dict[str, Any]:
+def _kill_tree(pid: int) -> None:
+    """The agent and its measurement workers (which run in sessions of their own)."""
+    import psutil  # noqa: PLC0415 - on the device machine's image
+
+    try:
+        parent = psutil.Process(pid)
+        family = [*parent.children(recursive=True), parent]
+    except psutil.NoSuchProcess:
+        return
+    for proc in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(family, timeout=10)
+
+
+def one_run(out: Path, index: int, *, dry: bool, timeout_s: float) -> dict[str, Any]:
     log = out / f"agent-{index}.log"
     began = time.monotonic()
     with log.open("w") as handle:
+        proc = subprocess.Popen(
+            agent_command(out, index, dry=dry),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
         try:
-            done = subprocess.run(
-                agent_command(out, index, dry=dry),
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                timeout=RUN_TIMEOUT_S,
-                check=False,
-                cwd=ROOT,
-            )
-            rc: int | str = done.returncode
+            rc: int | str = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            _kill_tree(proc.pid)
+            proc.wait()
             rc = "timeout"
     seconds = time.monotonic() - began
     run: dict[str, Any] = {"rc": rc, "seconds": round(seconds, 1)}
@@ -315,14 +330,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--first", type=int, default=1, help="number of the first run")
+    parser.add_argument("--run-timeout", type=float, default=400.0, help="seconds per profile")
     parser.add_argument("--dry", action="store_true", help="a simulated node: the flow only")
     args = parser.parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     runs = []
-    for index in range(1, args.runs + 1):
-        run = one_run(out, index, dry=args.dry)
+    for index in range(args.first, args.first + args.runs):
+        run = one_run(out, index, dry=args.dry, timeout_s=args.run_timeout)
         runs.append(run)
         print_run(index, run)
     table = between_runs(runs)
