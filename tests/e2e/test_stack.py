@@ -42,11 +42,6 @@ pytestmark = [pytest.mark.plane, pytest.mark.slow]
 
 GATE_SMS = 68
 A100_CLASS = "nvidia-a100-sxm4-40gb-108sm"
-MAX_AUTOTUNE_ENV = {
-    "TORCHINDUCTOR_MAX_AUTOTUNE": "1",
-    "TORCHINDUCTOR_COORDINATE_DESCENT_TUNING": "1",
-    "TORCHINDUCTOR_CUDAGRAPHS": "1",
-}
 # node: (capable, sm-count, recommended-mode), read off demo.yaml by hand. Only the A100's training
 # gain (2.60 ms -> 2.36 ms, +10.2%) clears the default 3% bar; the H100's best is +2.8%.
 EXPECTED = {
@@ -145,7 +140,11 @@ def test_operator_fleet_metric_agrees_with_the_labels(stack: Stack) -> None:
     assert sum(v for (capable, _), v in reported.items() if capable == "true") == 6
 
 
-def test_opted_in_pods_are_mutated_and_land_only_where_their_settings_hold(stack: Stack) -> None:
+def test_opted_in_pods_keep_their_placement_and_asking_never_costs_speed(stack: Stack) -> None:
+    """The demo fleet's A100 gains 10% from max-autotune (2.60 -> 2.36 ms on the training
+    reference) while its H100s run the same step in 1.10 ms in default mode. Opted-in pods keep
+    every node (default holds everywhere); a pod that asks to be steered is not confined to the
+    A100 either: it would run more than twice as slow there. The annotation shows the numbers."""
     core = stack.core
     team = "team-e2e"
     core.create_namespace({"metadata": {"name": team}})
@@ -157,46 +156,50 @@ def test_opted_in_pods_are_mutated_and_land_only_where_their_settings_hold(stack
         what="default service account",
     )
     opted = {LABEL_INJECT: "true"}
-    # Nine one-GPU pods: max-autotune holds only on the A100 class, which has eight GPUs. The
-    # ninth must wait rather than land on an H100 where the settings would not hold.
+    asking = {"maxtune.io/steering": "require"}
     names = [f"train-{i}" for i in range(9)]
     user_env = {"container": {"env": [{"name": "TORCHINDUCTOR_MAX_AUTOTUNE", "value": "0"}]}}
-    for name in names:
-        extra = user_env if name == "train-0" else {}
+    for i, name in enumerate(names):
+        extra: dict[str, Any] = {"annotations": asking} if i >= 6 else {}
+        if name == "train-0":
+            extra.update(user_env)
         core.create_namespaced_pod(team, _pod(name, RESOURCE_GPU, labels=opted, **extra))
     core.create_namespaced_pod(team, _pod("mig", "nvidia.com/mig-3g.40gb", labels=opted))
-    # Pinned to an H100 node, so it cannot take one of the A100's eight GPUs.
     plain_pod = _pod("plain", RESOURCE_GPU)
     plain_pod["spec"]["nodeSelector"] = {"kubernetes.io/hostname": "gpu-h100-0"}
     core.create_namespaced_pod(team, plain_pod)
 
     def bound() -> list[Any] | None:
         listed = core.list_namespaced_pod(team).items
-        done = [p for p in listed if p.spec.node_name]
-        return listed if len(done) == 10 else None  # all but the ninth training pod
+        return listed if all(p.spec.node_name for p in listed) and len(listed) == 11 else None
 
-    listed = {p.metadata.name: p for p in wait_for(bound, timeout_s=90, what="10 pods bound")}
-    nodes = {n.metadata.name: n.metadata.labels for n in core.list_node().items}
-    placed = Counter(listed[n].spec.node_name for n in names if listed[n].spec.node_name)
-    assert placed == {"gpu-a100-0": 8}
+    listed = {p.metadata.name: p for p in wait_for(bound, timeout_s=90, what="11 pods bound")}
     for name in names:
         pod = listed[name]
         decision = json.loads(pod.metadata.annotations[ANNOTATION_DECISION])
-        assert decision["mode"] == "max-autotune" and decision["steered"] is True
-        assert decision["classes"] == [A100_CLASS]
-        env = {e.name: e.value for e in pod.spec.containers[0].env}
-        if name == "train-0":  # never overrides what the user set
-            assert env["TORCHINDUCTOR_MAX_AUTOTUNE"] == "0"
-            assert "TORCHINDUCTOR_MAX_AUTOTUNE" in decision["userSet"]
+        assert decision["steered"] is False and pod.spec.affinity is None, name
+        if name == "train-0":  # the user chose: nothing added, never steered
+            assert {e.name: e.value for e in pod.spec.containers[0].env} == {
+                "TORCHINDUCTOR_MAX_AUTOTUNE": "0"
+            }
+            assert "TORCHINDUCTOR" in decision["untouched"]["train"]
+            continue
+        assert decision["mode"] == "default" and pod.spec.containers[0].env is None
+        if name in ("train-6", "train-7", "train-8"):  # asked: judged by speed, not narrowed
+            assert decision["steering"] == "require (pod)"
+            assert "slower than the fastest candidate class" in decision["reason"]
+            classes = decision["speeds"]["classes"]
+            # The simulated rounds scatter within 0.5% of the fleet file's 2.36 and 1.10 ms.
+            assert classes[A100_CLASS][0] == "max-autotune"
+            assert abs(classes[A100_CLASS][1] - 2.36) < 0.02
+            assert classes["nvidia-h100-80gb-hbm3-132sm"][0] == "default"
+            assert abs(classes["nvidia-h100-80gb-hbm3-132sm"][1] - 1.10) < 0.01
         else:
-            assert env == MAX_AUTOTUNE_ENV
-        if pod.spec.node_name:
-            assert nodes[pod.spec.node_name][LABEL_MODE] == decision["mode"]
-    waiting = next(listed[n] for n in names if not listed[n].spec.node_name)
-    scheduled = next(c for c in waiting.status.conditions if c.type == "PodScheduled")
-    assert scheduled.status == "False" and scheduled.reason == "Unschedulable"
+            assert decision["steering"] == "none" and "speeds" not in decision
+    placed = {listed[n].spec.node_name for n in names}
+    assert len(placed) > 1  # spread by the scheduler, not confined to one class
 
-    # A MIG slice is never measured: default settings, and default holds everywhere.
+    # A MIG 3g slice (60 SMs) fails the gate: default settings, and default holds everywhere.
     mig = listed["mig"]
     decision = json.loads(mig.metadata.annotations[ANNOTATION_DECISION])
     assert decision["mode"] == "default" and decision["steered"] is False

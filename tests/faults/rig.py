@@ -89,10 +89,11 @@ class Rig:
         return name
 
     def gpu_pod(self, name: str) -> dict[str, Any]:
+        """A training pod that asks to be steered (so its decision shows max-autotune)."""
         return {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": name},
+            "metadata": {"name": name, "annotations": {"maxtune.io/steering": "require"}},
             "spec": {
                 "terminationGracePeriodSeconds": 0,
                 "containers": [

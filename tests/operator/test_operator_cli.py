@@ -45,7 +45,8 @@ def run_json(*args: str, capsys: Any) -> dict[str, Any]:
 
 def test_mutate_previews_the_webhook_offline(tmp_path: Path, capsys: Any) -> None:
     profiles = fleet_dir(tmp_path)
-    pod_file = write_pod(tmp_path, pod(gpu_container()))
+    asking = pod(gpu_container(), annotations={"maxtune.io/steering": "require"})
+    pod_file = write_pod(tmp_path, asking)
     out = run_json("--pod", str(pod_file), "--profiles", str(profiles), capsys=capsys)
     env = {e["name"]: e["value"] for e in out["pod"]["spec"]["containers"][0]["env"]}
     assert env["TORCHINDUCTOR_MAX_AUTOTUNE"] == "1"

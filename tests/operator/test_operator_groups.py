@@ -40,11 +40,11 @@ def plain_buckets(
     fleet: FleetState,
     policy: AutotunePolicy,
     now: float,
-) -> set[Bucket]:
+) -> dict[Bucket, set[str]]:
     """The loop over every candidate node that node groups replaced (the reference)."""
     oldest = now - policy.spec.stale_after_seconds
     wanted = [tuple(c.requests) for c in containers]
-    found: set[Bucket] = set()
+    found: dict[Bucket, set[str]] = {}
     for name in names:
         ranks: Ranks = None
         heartbeat = fleet.heartbeats.get(name)
@@ -53,7 +53,7 @@ def plain_buckets(
             got = tuple(min(table.get(r, -1) for r in rs) for rs in wanted)
             ranks = None if min(got) < 0 else got
         labels = fleet.nodes[name].labels
-        found.add((labels.get(LABEL_CLASS), labels.get(LABEL_MODE), ranks))
+        found.setdefault((labels.get(LABEL_CLASS), labels.get(LABEL_MODE), ranks), set()).add(name)
     return found
 
 
@@ -122,8 +122,10 @@ def check(fleet: Fleet, rng: random.Random) -> None:
             names = set(state.nodes)
             subsets = [names, {n for n in names if rng.random() < 0.5}, set()]
             for subset in subsets:
-                got = _buckets(subset, containers, state, chosen, now)
-                assert got == plain_buckets(subset, containers, state, chosen, now)
+                got, members = _buckets(subset, containers, state, chosen, now)
+                plain = plain_buckets(subset, containers, state, chosen, now)
+                assert got == set(plain)
+                assert {b: set(m) for b, m in members.items()} == plain
 
 
 @settings(max_examples=300, deadline=None)

@@ -372,9 +372,23 @@ class Recipe(ApiModel):
 class PolicySpec(ApiModel):
     torch: TorchRule = Field(default_factory=TorchRule)
     steering: Literal["require", "none"] = Field(
-        default="require",
-        description="require: add node affinity so a pod lands where its settings hold; "
-        "none: keep placement and choose settings valid on every node the pod may land on",
+        default="none",
+        description="none (the default): keep placement and choose settings valid on every "
+        "node the pod may land on; require: narrow placement (node affinity) to GPU classes "
+        "where a stronger mode holds, but only within speedTolerance of the fastest "
+        "candidate class and only onto minCapacityShare of the candidate GPUs. A pod may "
+        "ask for either with the annotation maxtune.io/steering",
+    )
+    speed_tolerance: Annotated[float, Field(ge=0, le=10)] = Field(
+        default=0.05,
+        description="Steering never confines a pod to a class whose measured reference step, "
+        "in the mode it would get, is slower than the fastest candidate class's by more "
+        "than this (0.05 = 5%)",
+    )
+    min_capacity_share: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.5,
+        description="Steering never confines a pod to classes holding less than this share "
+        "of the GPUs it could otherwise use (allocatable, every candidate node)",
     )
     min_measured_gain: Annotated[float, Field(ge=0, le=10)] = Field(
         default=0.03,

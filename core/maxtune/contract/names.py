@@ -42,6 +42,9 @@ AGENT_LEASE_SELECTOR: Final = f"{LABEL_AGENT_LEASE}=true"
 
 # Where the webhook explains itself on the pod.
 ANNOTATION_DECISION: Final = f"{PREFIX}decision"
+# A pod may ask to be narrowed to where a stronger mode holds ("require") or not ("none");
+# absent, its policy's steering applies (the built-in policy never narrows).
+ANNOTATION_STEERING: Final = f"{PREFIX}steering"
 
 # Extended resources as the NVIDIA device plugin advertises them.
 RESOURCE_GPU: Final = "nvidia.com/gpu"

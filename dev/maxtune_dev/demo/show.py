@@ -15,6 +15,7 @@ from kubernetes.client.exceptions import ApiException
 
 from maxtune.contract.names import (
     ANNOTATION_DECISION,
+    ANNOTATION_STEERING,
     LABEL_CLASS,
     LABEL_INJECT,
     LABEL_MODE,
@@ -33,10 +34,13 @@ FLEET_QUERY = "max by (capable, gpu_class) (maxtune_operator_nodes)"
 GPU_QUERY = "sort_desc(count by (node) (maxtune_gpu_max_autotune_capable == 1))"
 
 
-def training_pod(name: str, *, opted_in: bool, resource: str = RESOURCE_GPU) -> dict[str, Any]:
+def training_pod(
+    name: str, *, opted_in: bool, resource: str = RESOURCE_GPU, steering: str | None = None
+) -> dict[str, Any]:
     labels = {LABEL_INJECT: "true"} if opted_in else {}
+    annotations = {ANNOTATION_STEERING: steering} if steering else {}
     return {
-        "metadata": {"name": name, "labels": labels},
+        "metadata": {"name": name, "labels": labels, "annotations": annotations},
         "spec": {
             "containers": [
                 {
@@ -71,17 +75,45 @@ def show_pods(stack: Stack, out: Out) -> None:
         timeout_s=60,
         what=f"service account {TEAM_NAMESPACE}/default",
     )
-    created = core.create_namespaced_pod(TEAM_NAMESPACE, training_pod("train", opted_in=True))
+    _show_one(core, "train", None, out)
+    out("")
+    _show_one(core, "train-steered", "require", out)
+    plain = core.create_namespaced_pod(TEAM_NAMESPACE, training_pod("plain", opted_in=False))
+    touched = ANNOTATION_DECISION in (plain.metadata.annotations or {}) or bool(
+        plain.spec.containers[0].env or plain.spec.affinity
+    )
     out(
-        f"created pod {TEAM_NAMESPACE}/train: label {LABEL_INJECT}=true, limits {RESOURCE_GPU}: 1"
-        " (its image is never pulled: kwok runs no containers)"
+        "a pod without the opt-in label: "
+        + ("CHANGED (unexpected)" if touched else "untouched (no decision, no env, no affinity)")
+    )
+
+
+def _show_one(core: Any, name: str, steering: str | None, out: Out) -> None:
+    """Create one opted-in training pod; print the decision, what changed, where it landed."""
+    created = core.create_namespaced_pod(
+        TEAM_NAMESPACE, training_pod(name, opted_in=True, steering=steering)
+    )
+    asked = f", annotation {ANNOTATION_STEERING}={steering}" if steering else ""
+    out(
+        f"created pod {TEAM_NAMESPACE}/{name}: label {LABEL_INJECT}=true{asked}, limits "
+        f"{RESOURCE_GPU}: 1 (its image is never pulled: kwok runs no containers)"
     )
     decision = json.loads((created.metadata.annotations or {}).get(ANNOTATION_DECISION, "{}"))
-    out(f"{ANNOTATION_DECISION} (written by the webhook):")
+    speeds = decision.pop("speeds", None)
+    out(f"{ANNOTATION_DECISION} (written by the webhook; `speeds` shown as a table below):")
     for line in json.dumps(decision, indent=2, sort_keys=True).splitlines():
         out(f"  {line}")
+    if speeds is not None:
+        out(
+            f"  speeds: fastest {speeds['fastestMs']} ms, tolerance "
+            f"{speeds['speedTolerance']:.0%}, min capacity share {speeds['minCapacityShare']:.0%}"
+        )
+        out(f"    {'CLASS':<42} {'MODE':<14} {'STEP':>9} {'GPUS':>6}")
+        for cls, (mode, step, share) in sorted(speeds["classes"].items(), key=lambda kv: -kv[1][2]):
+            shown = f"{step:.3f} ms" if step is not None else "-"
+            out(f"    {cls:<42} {mode:<14} {shown:>9} {share:>6.0%}")
     env = created.spec.containers[0].env or []
-    out("environment added to the container:")
+    out("environment added to the container: " + ("none" if not env else ""))
     for item in env:
         out(f"  {item.name}={item.value}")
     affinity = created.spec.affinity
@@ -90,27 +122,21 @@ def show_pods(stack: Stack, out: Out) -> None:
         if affinity and affinity.node_affinity
         else None
     )
-    if required is not None:
+    if required is None:
+        out("node affinity added: none (placement kept: every node the pod could use)")
+    else:
         out("node affinity added (the pod may only land where these settings hold):")
         for term in required.node_selector_terms:
             for expr in term.match_expressions or []:
                 out(f"  {expr.key} {expr.operator} {expr.values}")
     pod = wait_for(
-        lambda: _bound(core, TEAM_NAMESPACE, "train"), timeout_s=60, what="train scheduled"
+        lambda: _bound(core, TEAM_NAMESPACE, name), timeout_s=60, what=f"{name} scheduled"
     )
     node = core.read_node(pod.spec.node_name)
     labels = {k: v for k, v in (node.metadata.labels or {}).items() if k.startswith(PREFIX)}
     out(
         f"kube-scheduler bound it to {pod.spec.node_name}: {LABEL_MODE}={labels.get(LABEL_MODE)}, "
         f"{LABEL_CLASS}={labels.get(LABEL_CLASS)}"
-    )
-    plain = core.create_namespaced_pod(TEAM_NAMESPACE, training_pod("plain", opted_in=False))
-    touched = ANNOTATION_DECISION in (plain.metadata.annotations or {}) or bool(
-        plain.spec.containers[0].env or plain.spec.affinity
-    )
-    out(
-        "a pod without the opt-in label: "
-        + ("CHANGED (unexpected)" if touched else "untouched (no decision, no env, no affinity)")
     )
 
 

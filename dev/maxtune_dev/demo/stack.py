@@ -177,8 +177,7 @@ class Stack:
             self._start_operators()
             self._start_agents()
             workloads.wait_ready(self.operators + self.agents, self.options.ready_timeout_s)
-            if any(p.restarts for p in self.operators + self.agents):  # new ports: tell them
-                self._route()
+            self._route()  # the ports each process reported
         with self._step("labels"):
             self.wait_labels()
         with self._step("scraped"):
@@ -224,7 +223,6 @@ class Stack:
                 port_flags={"webhook": "--webhook-port", "metrics": "--metrics-port"},
             )
             self.operators.append(local)
-        self._route()
 
     def _start_agents(self) -> None:
         found = workloads.scheduled_pods(
@@ -240,7 +238,6 @@ class Stack:
                 port_flags={"metrics": "--metrics-port"},
             )
             self.agents.append(local)
-        self._targets("maxtune-agent", self.agents)
 
     def _route(self) -> None:
         """The webhook Service and Prometheus's targets point at the processes' ports."""

@@ -5,22 +5,28 @@ that is its node's identity, which the agent-profile admission policy checks), t
 ConfigMap files its volumes mount, its downward-API environment. The only changes are ports:
 every replica and every agent renders the same port, so each gets a free one on 127.0.0.1.
 Processes die with the runner (PR_SET_PDEATHSIG), even when it is SIGKILLed.
+
+Each process is started with its ports set to 0 and tells us which ports it bound in its log
+(the operator's and the agent's start-up line). Picking a free port first and passing it in
+lost races on a busy machine: another process took the port between the check and the bind,
+and its own /readyz answered for ours.
 """
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from kubernetes.client import ApiClient
 
 from maxtune_dev.localplane import wait_for
-from maxtune_dev.localplane.process import Proc, free_port, spawn, stop
+from maxtune_dev.localplane.process import Proc, spawn, stop
 from maxtune_dev.localrun import (
     ClusterAccess,
     LocalContainer,
@@ -29,6 +35,15 @@ from maxtune_dev.localrun import (
     prepare,
     token_kubeconfig,
 )
+
+# How each component reports the port it bound, by the flag that would have set it.
+BOUND: Final[dict[str, tuple[re.Pattern[str], ...]]] = {
+    "--metrics-port": (
+        re.compile(r"serving /metrics /healthz /readyz on [^\s:]+:(\d+)"),  # agent
+        re.compile(r"metrics http://[^\s/]+:(\d+)/metrics"),  # operator
+    ),
+    "--webhook-port": (re.compile(r"webhook https://[^\s/]+:(\d+)/mutate"),),
+}
 
 
 @dataclass
@@ -40,9 +55,8 @@ class LocalPod:
     node: str
     run: LocalContainer
     proc: Proc
-    ports: dict[str, int] = field(default_factory=dict)
     port_flags: Mapping[str, str] = field(default_factory=dict)  # port name -> its flag
-    restarts: int = 0
+    ports: dict[str, int] = field(default_factory=dict)  # as the process reported them
 
     @property
     def metrics_url(self) -> str:
@@ -55,22 +69,19 @@ class LocalPod:
     def alive(self) -> bool:
         return self.proc.alive()
 
+    def bound(self) -> bool:
+        """Whether the process has reported every port it serves (read from its own log)."""
+        if len(self.ports) < len(self.port_flags):
+            text = self.proc.own_output()
+            for name, flag in self.port_flags.items():
+                found = (m for pattern in BOUND[flag] if (m := pattern.search(text)))
+                match = next(found, None)
+                if match is not None:
+                    self.ports[name] = int(match.group(1))
+        return len(self.ports) == len(self.port_flags)
+
     def ready(self) -> bool:
-        return self.alive() and http_status(f"{self.metrics_url}/readyz") == 200
-
-    def lost_a_port_race(self) -> bool:
-        """It exited because a port taken free a moment before was taken by someone else."""
-        return not self.alive() and "Address already in use" in self.proc.log_tail(5)
-
-    def respawn_on_new_ports(self) -> None:
-        """Start it again on fresh ports (what a kubelet's restart would do, port aside)."""
-        self.ports = {name: free_port() for name in self.port_flags}
-        argv = list(self.run.argv)
-        for name, flag in self.port_flags.items():
-            argv[argv.index(flag) + 1] = str(self.ports[name])
-        self.run.argv = argv
-        self.restarts += 1
-        self.proc = spawn(self.pod, argv, self.proc.log, env=self.run.env)
+        return self.alive() and self.bound() and http_status(f"{self.metrics_url}/readyz") == 200
 
 
 def http_status(url: str) -> int:
@@ -111,13 +122,10 @@ def start_pod(
     root = folder / pod.metadata.name
     root.mkdir(parents=True, exist_ok=True)
     kubeconfig = token_kubeconfig(cluster, pod_token(api, pod), root / "kubeconfig")
-    ports = {name: free_port() for name in port_flags}
-    replace = {flag: str(ports[name]) for name, flag in port_flags.items()}
+    replace = {flag: "0" for flag in port_flags.values()}  # the process reports what it bound
     run = prepare(api, pod, container, root / "fs", kubeconfig, replace_args=replace)
     proc = spawn(pod.metadata.name, run.argv, root / f"{container}.log", env=run.env)
-    return LocalPod(
-        container, pod.metadata.name, pod.spec.node_name, run, proc, ports, dict(port_flags)
-    )
+    return LocalPod(container, pod.metadata.name, pod.spec.node_name, run, proc, dict(port_flags))
 
 
 def wait_ready(
@@ -130,9 +138,6 @@ def wait_ready(
     waiting = list(local)
     while waiting:
         for item in list(waiting):
-            if item.lost_a_port_race() and item.restarts < 3:
-                item.respawn_on_new_ports()  # free_port() was free a moment ago, not now
-                continue
             if not item.alive():
                 raise RuntimeError(
                     f"{item.component} {item.pod} exited with {item.proc.popen.returncode}:\n"

@@ -4,12 +4,14 @@ Pure: a pod (a JSON object), its namespace and a FleetState in, a Decision out.
 The admission server and `maxtune mutate` both call `decide`, so the offline
 preview is the webhook.
 
-A pod's settings must hold on every node it can land on. With steering
-`require` the webhook picks the strongest mode some candidate nodes offer and
-narrows placement to them through their `maxtune.io/` labels (so the scheduler
-enforces it); with `none` it keeps placement and picks the mode valid on every
-candidate. A node without a current profile offers nothing known, so only
-`default` holds there.
+A pod's settings must hold on every node it can land on. By default (steering
+`none`, the built-in policy) the webhook keeps placement and picks, per container,
+the mode valid on every candidate node. Only when a policy or the pod itself asks
+(`steering: require`, or the pod annotation `maxtune.io/steering: require`) may it
+narrow placement, and then only by measured speed and with a capacity guard
+(steering.py, decision 0008). A node without a current profile offers nothing
+known, so only `default` holds there. A container that sets a TORCHINDUCTOR_*
+variable itself has made its own choice: it gets no variable and is never steered.
 """
 
 from __future__ import annotations
@@ -24,17 +26,18 @@ from typing import Any, Final, Literal
 from maxtune.contract.models import AutotunePolicy
 from maxtune.contract.modes import INDUCTOR_ENV, Mode, strength, weakest
 from maxtune.contract.names import (
+    ANNOTATION_DECISION,
+    ANNOTATION_STEERING,
     INJECT_POD_OFF,
     INJECT_POD_ON,
-    LABEL_CLASS,
     LABEL_INJECT,
-    LABEL_MODE,
 )
 from maxtune.contract.policy import recipe
-from maxtune.operator.fleet import Bucket, FleetState, Ranks
+from maxtune.operator.fleet import Bucket, FleetState
 from maxtune.operator.gpurequests import ContainerKind, GpuContainer, gpu_containers, pod_needs
 from maxtune.operator.records import as_dict, as_list
 from maxtune.operator.selection import candidates, read_placement
+from maxtune.operator.steering import Ask, judge
 
 PROTECTED_NAMESPACES: Final = frozenset({"kube-system"})
 
@@ -60,6 +63,9 @@ class Decision:
     expressions: tuple[Mapping[str, Any], ...] = ()  # ANDed into every nodeSelectorTerm
     containers: tuple[ContainerPlan, ...] = ()
     user_set: tuple[str, ...] = ()  # TORCHINDUCTOR_* the user set to other values than ours
+    steering: str = "none"  # require or none: what was asked
+    asked_by: str = "policy"  # pod (its annotation) or policy
+    figures: Mapping[str, Any] | None = None  # the speeds and shares steering judged by
 
     def annotation(self) -> str:
         """The compact JSON written to maxtune.io/decision; equal inputs give equal text."""
@@ -67,6 +73,7 @@ class Decision:
             "mode": self.mode.value if self.mode is not None else None,
             "reason": self.reason,
             "policy": self.policy,
+            "steering": self.steering if self.asked_by == "policy" else f"{self.steering} (pod)",
             "steered": self.steered,
             "classes": list(self.classes),
             "containers": {
@@ -79,6 +86,8 @@ class Decision:
             body["untouched"] = untouched
         if self.user_set:
             body["userSet"] = list(self.user_set)
+        if self.figures is not None:
+            body["speeds"] = dict(self.figures)
         return json.dumps(body, separators=(",", ":"), sort_keys=True)
 
 
@@ -104,6 +113,14 @@ def opt_in(
     return Skip("not opted in")
 
 
+def steering_of(pod: Mapping[str, Any], policy: AutotunePolicy) -> tuple[str, str]:
+    """(steering, who asked): the pod's own annotation wins over its policy."""
+    asked = as_dict(as_dict(pod.get("metadata")).get("annotations")).get(ANNOTATION_STEERING)
+    if asked in ("require", "none"):
+        return str(asked), "pod"
+    return policy.spec.steering, "policy"
+
+
 def decide(
     pod: Mapping[str, Any],
     *,
@@ -116,35 +133,55 @@ def decide(
     skip = opt_in(pod, namespace, fleet, own_namespace)
     if skip is not None:
         return skip
+    annotations = as_dict(as_dict(pod.get("metadata")).get("annotations"))
+    if ANNOTATION_DECISION in annotations:
+        # Decided before (a reinvocation, or a manifest copied from a decided pod): its
+        # variables and placement are ours already; deciding again would read our own
+        # variables as the user's and our own node affinity as the pod's.
+        return Skip("already decided (maxtune.io/decision present)", result="unchanged")
     spec = as_dict(pod.get("spec"))
     containers = gpu_containers(spec)
     if not containers:
         return Skip("no container requests a GPU", result="unchanged")
     policy = fleet.policy_for(namespace)
+    steering, asked_by = steering_of(pod, policy)
     placement = read_placement(spec)
-    names = candidates(fleet, placement, pod_needs(containers))
-    plan = functools.partial(_plan, spec, containers, policy, version=version)
+    needs = pod_needs(containers)
+    names = candidates(fleet, placement, needs)
+    plan = functools.partial(
+        _plan, spec, containers, policy, version=version, steering=steering, asked_by=asked_by
+    )
     if not names:
         wanted = ", ".join(sorted({r for c in containers for r in c.requests}))
         return plan((), reason=f"no node the pod may land on offers {wanted}")
-    buckets = _buckets(names, containers, fleet, policy, now)
+    buckets, groups = _buckets(names, containers, fleet, policy, now)
     if all(ranks is None for _, _, ranks in buckets):
         return plan((), reason="no node the pod may land on has a current profile")
     if placement.node_name is not None:
         return plan(buckets, reason="spec.nodeName fixes the node: that node's settings")
-    if policy.spec.steering == "none":
+    steered = [i for i, c in enumerate(containers) if not _user_chose(spec, c)]
+    if steering == "none":
         reason = "steering none: the mode that holds on every node the pod may land on"
+    elif not steered:
+        reason = "every GPU container sets TORCHINDUCTOR_* itself: not steered"
     else:
-        steer = _steer(buckets)
-        if isinstance(steer, Steer):
+        ask = Ask(fleet, policy, containers, steered, needs)
+        judgement = judge(ask, groups, names)
+        figures = judgement.figures(policy.spec.speed_tolerance, policy.spec.min_capacity_share)
+        if judgement.chosen is not None:
             return plan(
-                steer.targets,
-                reason="placement narrowed to the GPU classes where the strongest mode holds",
+                judgement.chosen.targets,
+                reason=judgement.reason,
                 steered=True,
-                classes=steer.classes,
-                expressions=steer.expressions,
+                classes=judgement.chosen.classes,
+                expressions=judgement.chosen.expressions,
+                figures=figures,
             )
-        reason = steer
+        reason = judgement.reason
+        if any(ranks is None for _, _, ranks in buckets):
+            reason += "; some of them have no current profile, where only default holds"
+        classes = tuple(sorted({cls for cls, _, _ in buckets if cls}))
+        return plan(buckets, reason=reason, classes=classes, figures=figures)
     if any(ranks is None for _, _, ranks in buckets):
         reason += "; some of them have no current profile, where only default holds"
     classes = tuple(sorted({cls for cls, _, _ in buckets if cls}))
@@ -165,87 +202,45 @@ def _buckets(
     fleet: FleetState,
     policy: AutotunePolicy,
     now: float,
-) -> set[Bucket]:
+) -> tuple[set[Bucket], dict[Bucket, AbstractSet[str]]]:
     """The candidates, reduced to the few kinds of node that matter for the decision.
 
     FleetState keeps every node's bucket, grouped, up to date as nodes and
     profiles change; here each group only needs to be tested for overlap with
     the candidates, so an admission costs a handful of set operations at 2,000
     nodes. A stale profile counts as unknown (ranks None), as it always did.
+    Also returns each bucket's candidate members, for steering (which counts GPUs).
     """
     wanted = tuple(tuple(c.requests) for c in containers)
     groups = fleet.node_groups(policy, wanted)
     stale = fleet.stale_profiles(now - policy.spec.stale_after_seconds)
     found: set[Bucket] = set()
+    members_of: dict[Bucket, AbstractSet[str]] = {}
     for bucket, members in groups.items():
         if members.isdisjoint(names):
             continue
+        hit: AbstractSet[str] = members if members <= names else members & names
         if bucket[2] is None or not stale:
-            found.add(bucket)
+            _join(found, members_of, bucket, hit)
             continue
-        hit = members & names
         fresh = hit - stale
         if fresh:
-            found.add(bucket)
+            _join(found, members_of, bucket, fresh)
         if len(fresh) < len(hit):
-            found.add((bucket[0], bucket[1], None))
-    return found
+            _join(found, members_of, (bucket[0], bucket[1], None), hit - fresh)
+    return found, members_of
 
 
-def _pod_rank(ranks: Ranks) -> int | None:
-    return min(ranks) if ranks is not None else None
-
-
-@dataclass(frozen=True, slots=True)
-class Steer:
-    targets: list[Bucket]
-    expressions: tuple[Mapping[str, Any], ...]
-    classes: tuple[str, ...]
-
-
-def _pure_classes(pool: Iterable[Bucket], target: int) -> tuple[str, ...]:
-    """Classes (by node label) offering `target` whose every node in `pool` holds it."""
-    offered: set[str] = set()
-    broken: set[str | None] = set()
-    for cls, _, ranks in pool:
-        rank = _pod_rank(ranks)
-        if cls and rank == target:
-            offered.add(cls)
-        if rank is None or rank < target:
-            broken.add(cls)
-    return tuple(sorted(offered - broken))
-
-
-def _steer(buckets: set[Bucket]) -> Steer | str:
-    """The strongest non-default mode that node labels can confine the pod to, or why none.
-
-    By class first; where a class mixes nodes that hold the mode with nodes
-    that do not (a namespace policy stricter than the cluster's, a node whose
-    measurement differs), by class and recommended-mode label together.
-    """
-    offered = {r for r in (_pod_rank(ranks) for _, _, ranks in buckets) if r is not None}
-    for target in sorted(offered, reverse=True):
-        if target == 0:
-            break
-        good = _pure_classes(buckets, target)
-        if good:
-            return Steer([b for b in buckets if b[0] in good], (_in(LABEL_CLASS, good),), good)
-        mode = _MODES[target].value
-        labelled = [b for b in buckets if b[1] == mode]
-        good = _pure_classes(labelled, target)
-        if good:
-            targets = [b for b in labelled if b[0] in good]
-            return Steer(targets, (_in(LABEL_CLASS, good), _in(LABEL_MODE, (mode,))), good)
-    if max(offered) == 0:
-        return "default is the strongest mode on the nodes the pod may land on"
-    return (
-        "no maxtune.io/ node labels confine the pod to where a stronger mode holds (yet): "
-        "the mode that holds on every node it may land on"
-    )
-
-
-def _in(key: str, values: Sequence[str]) -> Mapping[str, Any]:
-    return {"key": key, "operator": "In", "values": list(values)}
+def _join(
+    found: set[Bucket],
+    members_of: dict[Bucket, AbstractSet[str]],
+    bucket: Bucket,
+    names: AbstractSet[str],
+) -> None:
+    """A stale node joins the unknown bucket of its labels, which may exist already."""
+    found.add(bucket)
+    before = members_of.get(bucket)
+    members_of[bucket] = names if before is None else before | names
 
 
 # ---------------------------------------------------------------- per container
@@ -263,6 +258,15 @@ def _env_names(container: Mapping[str, Any]) -> dict[str, str | None]:
     return found
 
 
+USER_CHOSE: Final = "sets TORCHINDUCTOR_* itself: its own choice (no variable added, not steered)"
+
+
+def _user_chose(spec: Mapping[str, Any], container: GpuContainer) -> bool:
+    """The container sets a TORCHINDUCTOR_* variable itself (value or valueFrom)."""
+    raw = as_dict(as_list(spec.get(container.kind))[container.index])
+    return any(name.startswith("TORCHINDUCTOR_") for name in _env_names(raw))
+
+
 def _plan(
     spec: Mapping[str, Any],
     containers: Sequence[GpuContainer],
@@ -271,9 +275,12 @@ def _plan(
     *,
     version: str,
     reason: str,
+    steering: str,
+    asked_by: str,
     steered: bool = False,
     classes: tuple[str, ...] = (),
     expressions: tuple[Mapping[str, Any], ...] = (),
+    figures: Mapping[str, Any] | None = None,
 ) -> Decision:
     """Per GPU container: the weakest mode over the buckets' nodes, and the variables to add."""
     plans: list[ContainerPlan] = []
@@ -293,7 +300,10 @@ def _plan(
             if (name in INDUCTOR_ENV or name in wanted) and wanted.get(name) != value
         }
         untouched = None
-        if as_list(raw.get("envFrom")):
+        if any(name.startswith("TORCHINDUCTOR_") for name in own):
+            untouched = USER_CHOSE
+            c_mode = None
+        elif as_list(raw.get("envFrom")):
             untouched = "envFrom: variables from ConfigMaps/Secrets cannot be seen at admission"
         elif raw.get("env") is not None and not isinstance(raw.get("env"), list):
             untouched = "env is not a list"
@@ -310,4 +320,7 @@ def _plan(
         expressions=expressions,
         containers=tuple(plans),
         user_set=tuple(sorted(user_set)),
+        steering=steering,
+        asked_by=asked_by,
+        figures=figures,
     )

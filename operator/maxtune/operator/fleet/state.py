@@ -173,6 +173,9 @@ class FleetState:
     def mode_ranks(self, node_name: str, policy: AutotunePolicy) -> Mapping[str, int]:
         return self._views.mode_ranks(node_name, policy)
 
+    def speeds(self, node_name: str, policy: AutotunePolicy) -> Mapping[str, Mapping[int, float]]:
+        return self._views.speeds(node_name, policy)
+
     def warm(self, policy: AutotunePolicy, budget: int = 50) -> int:
         return self._views.warm(policy, budget)
 

@@ -53,6 +53,7 @@ class Views:
         self._store = store
         self._summaries: dict[PolicyKey, dict[str, Mapping[str, ResourceSummary]]] = {}
         self._ranks: dict[PolicyKey, dict[str, Mapping[str, int]]] = {}
+        self._speeds: dict[PolicyKey, dict[str, Mapping[str, Mapping[int, float]]]] = {}
         self._desired: dict[str, tuple[PolicyKey, Mapping[str, str]]] = {}
         self._groups: dict[tuple[PolicyKey, Wanted], _Groups] = {}
         self._policy_for_ns: dict[str, AutotunePolicy] = {}
@@ -73,12 +74,15 @@ class Views:
             cache.pop(name, None)
         for ranks in self._ranks.values():
             ranks.pop(name, None)
+        for speeds in self._speeds.values():
+            speeds.pop(name, None)
 
     def policies_changed(self) -> bool:
         """Drop every per-policy view; True when the cluster policy itself changed."""
         before = self._cluster_policy
         self._summaries.clear()
         self._ranks.clear()
+        self._speeds.clear()
         self._groups.clear()
         self._desired.clear()
         self._policy_for_ns.clear()
@@ -149,6 +153,26 @@ class Views:
                 resource: strength(s.recommended_mode)
                 for resource, s in self.summaries(name, policy).items()
             }
+        return found
+
+    def speeds(self, name: str, policy: AutotunePolicy) -> Mapping[str, Mapping[int, float]]:
+        """Per GPU resource, the training reference's step seconds by mode rank (0 = default)
+        as measured on the node: every node measures the same block, so steps compare across
+        classes. Empty for a resource whose modes were not measured."""
+        cache = self._speeds.setdefault(policy_key(policy), {})
+        found = cache.get(name)
+        if found is None:
+            table: dict[str, Mapping[int, float]] = {}
+            for resource, summary in self.summaries(name, policy).items():
+                if not summary.modes:
+                    continue
+                default = summary.modes[0].step_seconds
+                steps = {0: default}
+                for advice in summary.modes:
+                    if advice.gain > -1:
+                        steps[strength(advice.mode)] = default / (1 + advice.gain)
+                table[resource] = MappingProxyType(steps)
+            found = cache[name] = MappingProxyType(table)
         return found
 
     def warm(self, policy: AutotunePolicy, budget: int = 50) -> int:
