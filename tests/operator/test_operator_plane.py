@@ -441,6 +441,11 @@ def test_status_mutate_and_cleanup_commands(
     rows = {r["node"]: r for r in json.loads(out.stdout)["nodes"]}
     assert rows[node]["labels"] == "in sync" and rows[node]["mode"] == "max-autotune"
     assert rows[node]["gain"].startswith("+") and rows[node]["profile"].startswith("fresh")
+    # The speed table: the class's training step (every testkit H100 has the same default step;
+    # other tests' H100 profiles may share the class, so its mode is not asserted here).
+    speeds = {c["gpuClass"]: c for c in json.loads(out.stdout)["gpuClasses"]}
+    assert speeds[H100_CLASS]["nodes"] >= 1 and speeds[H100_CLASS]["capable"] >= 8
+    assert speeds[H100_CLASS]["figures"]["defaultStepSeconds"] == pytest.approx(H100.training_step)
     table = subprocess.run(
         [str(MAXTUNE), "status", "--kubeconfig", str(kubeconfig)],
         capture_output=True,
@@ -448,6 +453,7 @@ def test_status_mutate_and_cleanup_commands(
         check=True,
     )
     assert node in table.stdout and "CAPABLE" in table.stdout
+    assert "\nGPU CLASS " in table.stdout and f"\n{H100_CLASS} " in table.stdout
     # The offline preview against the live cluster decides as the webhook does.
     pod_file = tmp_path / "pod.yaml"
     pod_file.write_text(yaml.safe_dump(gpu_pod("preview")))
