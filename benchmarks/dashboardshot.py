@@ -48,7 +48,7 @@ STATS = (
 BARS = (
     "Nodes by GPU class and capability",
     "GPUs and MIG slices by class",
-    "Reference block step time",
+    "Training step time",
     "Measured gain over default",
     "Cold compile time",
     "Triton GEMM speed over cuBLAS",

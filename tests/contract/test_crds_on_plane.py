@@ -175,7 +175,9 @@ def test_policy_defaults_are_applied_by_the_server(
         names.GROUP, names.VERSION, names.POLICY_PLURAL, policy
     )
     try:
-        assert created["spec"]["steering"] == "require"
+        assert created["spec"]["steering"] == "none"  # never narrow unless asked (0008)
+        assert created["spec"]["speedTolerance"] == 0.05
+        assert created["spec"]["minCapacityShare"] == 0.5
         assert created["spec"]["minMeasuredGain"] == 0.03
         assert created["spec"]["staleAfterSeconds"] == 300
     finally:

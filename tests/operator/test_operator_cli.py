@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from maxtune.cli.main import main
-from maxtune_dev.testkit import H100, T4, gpu_container, pod, profile
+from maxtune_dev.testkit import H100, T4, gpu_container, node, pod, profile, stale
 
 _OPERATOR = Path(__file__).resolve().parents[2] / "operator/maxtune/operator"
 OPERATOR_MODULES = [
@@ -21,11 +21,12 @@ OPERATOR_MODULES = [
 ]
 
 
-def fleet_dir(tmp: Path) -> Path:
+def fleet_dir(tmp: Path, age_hours: float = 0) -> Path:
     folder = tmp / "profiles"
     folder.mkdir()
-    (folder / "h100.yaml").write_text(yaml.safe_dump(profile("h100-0", H100)))
-    docs = [profile("t4-0", T4, 4), profile("t4-1", T4, 4)]
+    beat = stale(age_hours) if age_hours else None
+    (folder / "h100.yaml").write_text(yaml.safe_dump(profile("h100-0", H100, heartbeat=beat)))
+    docs = [profile("t4-0", T4, 4, heartbeat=beat), profile("t4-1", T4, 4, heartbeat=beat)]
     (folder / "t4s.yaml").write_text(yaml.safe_dump_all(docs))
     (folder / "notes.txt").write_text("ignored")
     return folder
@@ -108,6 +109,104 @@ def test_mutate_reports_bad_input(tmp_path: Path) -> None:
         text=True,
     )
     assert result.returncode != 0 and "expected exactly one Pod manifest" in result.stderr
+
+
+def test_saved_profiles_are_judged_as_of_their_own_heartbeats_unless_asked(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """Profiles saved a day ago still preview (the 2026-12-01 report: everything was stale
+    after 300 s); --as-of judges their age at a given time and says what that leaves."""
+    profiles = fleet_dir(tmp_path, age_hours=24)
+    asking = pod(gpu_container(), annotations={"maxtune.io/steering": "require"})
+    pod_file = write_pod(tmp_path, asking)
+    out = run_json("--pod", str(pod_file), "--profiles", str(profiles), capsys=capsys)
+    assert out["decision"]["mode"] == "max-autotune" and out["decision"]["steered"] is True
+    source = out["source"]
+    assert (source["profiles"], source["nodes"], source["files"]) == (3, 3, 2)
+    assert source["asOf"] is None and source["stale"] == 0
+    assert out["placement"]["remaining"] == 3 and out["placement"]["profiles"]["current"] == 3
+
+    out = run_json(
+        "--pod", str(pod_file), "--profiles", str(profiles), "--as-of", "now", capsys=capsys
+    )
+    assert out["decision"]["mode"] is None and out["source"]["stale"] == 3
+    assert "none with a current profile (3 stale, 0 without one)" in out["placement"]["text"]
+
+    saved_at = source["heartbeats"][0]  # as of the moment they were saved: current again
+    out = run_json(
+        "--pod", str(pod_file), "--profiles", str(profiles), "--as-of", saved_at, capsys=capsys
+    )
+    assert out["decision"]["mode"] == "max-autotune" and out["source"]["asOf"] == saved_at
+
+    assert main(["mutate", "--pod", str(pod_file), "--profiles", str(profiles)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("# maxtune mutate: read 3 GPUNodeProfile(s) and 3 node(s) from ")
+    assert "judged current, as of their own heartbeats" in first
+
+
+def test_mutate_names_what_excluded_every_node(tmp_path: Path, capsys: Any) -> None:
+    profiles = fleet_dir(tmp_path)
+    # Node manifests beside the profiles give the nodes their real labels and taints.
+    taint = {"key": "dedicated", "value": "infer", "effect": "NoSchedule"}
+    nodes = [
+        node("h100-0", {"nvidia.com/gpu": "8"}, labels={"pool": "train"}),
+        node("t4-0", {"nvidia.com/gpu": "4"}, taints=[taint]),
+    ]
+    (profiles / "nodes.yaml").write_text(yaml.safe_dump({"kind": "List", "items": nodes}))
+    selecting = pod(gpu_container(), spec={"nodeSelector": {"pool": "infer"}})
+    pod_file = write_pod(tmp_path, selecting)
+    out = run_json("--pod", str(pod_file), "--profiles", str(profiles), capsys=capsys)
+    assert (out["source"]["nodes"], out["source"]["nodeManifests"]) == (3, 2)
+    excluded = {(e["rule"], e["subject"], e["nodes"]) for e in out["placement"]["excluded"]}
+    assert excluded == {
+        ("taint", "dedicated=infer:NoSchedule", 1),
+        ("nodeSelector", "pool=infer", 2),
+    }
+    assert main(["mutate", "--pod", str(pod_file), "--profiles", str(profiles)]) == 0
+    text = capsys.readouterr().out
+    assert "# placement: none of 3 node(s) remains: taint dedicated=infer:NoSchedule" in text
+    assert "nodeSelector pool=infer excludes 2 node(s) (h100-0, t4-1)" in text
+    # The labels the selector asks for are in the manifest: the pod may land there.
+    matching = pod(gpu_container(), spec={"nodeSelector": {"pool": "train"}})
+    out = run_json(
+        "--pod", str(write_pod(tmp_path, matching)), "--profiles", str(profiles), capsys=capsys
+    )
+    assert out["decision"]["mode"] == "max-autotune" and out["placement"]["remaining"] == 1
+
+
+def test_mutate_fails_in_one_line_on_a_folder_without_profiles_or_a_stray_file(
+    tmp_path: Path, capsys: Any
+) -> None:
+    pod_file = write_pod(tmp_path, pod(gpu_container()))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "README.txt").write_text("not a manifest")
+    assert main(["mutate", "--pod", str(pod_file), "--profiles", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no GPUNodeProfile in 0 file(s)" in err
+
+    profiles = fleet_dir(tmp_path)
+    (profiles / "deploy.yaml").write_text(yaml.safe_dump({"kind": "Deployment"}))
+    assert main(["mutate", "--pod", str(pod_file), "--profiles", str(profiles)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "deploy.yaml: a Deployment is not a GPUNodeProfile or a Node" in err
+
+    (profiles / "deploy.yaml").write_text(yaml.safe_dump(profile("h100-0", H100)))
+    assert main(["mutate", "--pod", str(pod_file), "--profiles", str(profiles)]) == 2
+    assert "GPUNodeProfile h100-0 is also in" in capsys.readouterr().err
+
+    (profiles / "deploy.yaml").write_text(
+        yaml.safe_dump({**profile("x-0", H100), "status": {"gpus": "many"}})
+    )
+    assert main(["mutate", "--pod", str(pod_file), "--profiles", str(profiles)]) == 2
+    assert "GPUNodeProfile x-0: status does not validate" in capsys.readouterr().err
+
+    (profiles / "deploy.yaml").unlink()
+    for bad in ("yesterday", "2026-12-01T10:00:00"):
+        argv = ["mutate", "--pod", str(pod_file), "--profiles", str(profiles), "--as-of", bad]
+        assert main(argv) == 2
+        assert "--as-of" in capsys.readouterr().err
 
 
 def test_operator_code_never_imports_torch(tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ on every scrape: a GPU that disappears takes its series with it, and no series
 can go stale. Every family is declared in METRICS (names, help, labels: see
 maxtune.contract.metricspec for the rules and docs/metrics.md for the list).
 Labels are bounded by the node's hardware (GPU index, UUID, product, class,
-resource, size, mode). The node itself is the scrape target's `node` label.
+resource, size) and by the reference blocks and modes (`workload`: training, the
+block the advice rests on, or inference; `mode`). The node itself is the scrape
+target's `node` label.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from prometheus_client.registry import Collector
 from maxtune.cli.version import VERSION
 from maxtune.contract.assess import gpu_capable, mig_capable
 from maxtune.contract.metricspec import CONTENT_TYPE, Kind, MetricSpec, no_created_series
-from maxtune.contract.models import ProfileStatus
+from maxtune.contract.models import CompileMeasurement, Measurements, ProfileStatus
 from maxtune.contract.names import RESOURCE_GPU
 
 __all__ = ["CONTENT_TYPE", "METRICS", "AgentMetrics"]
@@ -104,31 +106,79 @@ GEMM_OK = _spec(
     "`reason` is empty on success, else a condition reason (TritonCompileFailed, WrongResult, "
     "OutOfMemory, Timeout, DeviceLost, ...). A GPU with a failed check is not reported capable.",
 )
+_BLOCK = (*_GPU, "workload")  # one series per reference block: training (the advice's), inference
+_MODE = (*_BLOCK, "mode")
+_ADVICE = ("resource", "gpu_class", "mode")
+
 COMPILE_OK = _spec(
     "maxtune_gpu_compile_ok",
     "gauge",
-    "1 when the torch.compile reference block measured in every mode; 0 when it failed",
-    (*_GPU, "reason"),
-    "Level `full` only. `reason` as for the GEMM check; NotSimulated means a simulated fleet "
-    "file gave no timings (not a failure on a node).",
+    "1 when a torch.compile reference block measured in every mode; 0 when it failed",
+    (*_BLOCK, "reason"),
+    "Level `full` only. `workload` training is the transformer block step the advice rests on, "
+    "inference the GEMM-heavy MLP reported beside it. `reason` as for the GEMM check; "
+    "NotSimulated means a simulated fleet file gave no timings (not a failure on a node).",
 )
 GAIN = _spec(
     "maxtune_gpu_compile_gain_ratio",
     "gauge",
-    "Measured speed-up of a torch.compile mode over default (0.05 = 5% faster)",
-    (*_GPU, "mode"),
+    "Measured speed-up of a torch.compile mode over default (0.05 = 5% faster): the median "
+    "of the per-round paired gains",
+    _MODE,
+    'Select `workload="training"` for the figures the advice rests on. Whole GPUs, and MIG '
+    "slices measured on themselves (their own `uuid` and `gpu_class`).",
+)
+GAIN_LOW = _spec(
+    "maxtune_gpu_compile_gain_low_ratio",
+    "gauge",
+    "Lower bound of the gain's confidence interval over every timing process",
+    _MODE,
+    "A max-autotune mode is recommended only when this reaches the policy's minMeasuredGain "
+    "(training workload). No series when the interval was not measured.",
+)
+GAIN_HIGH = _spec(
+    "maxtune_gpu_compile_gain_high_ratio",
+    "gauge",
+    "Upper bound of the gain's confidence interval over every timing process",
+    _MODE,
 )
 COMPILE_SECONDS = _spec(
     "maxtune_gpu_compile_seconds",
     "gauge",
-    "Cold compile seconds of the reference block per mode",
-    (*_GPU, "mode"),
+    "Cold compile seconds of a reference block per mode (fresh Inductor and Triton caches)",
+    _MODE,
+)
+WARM_COMPILE_SECONDS = _spec(
+    "maxtune_gpu_compile_warm_seconds",
+    "gauge",
+    "Compile seconds of a reference block per mode in a later process, on the caches the cold "
+    "compile filled",
+    _MODE,
+    "What a shared compile cache brings the compile down to. No series when not measured.",
 )
 STEP_SECONDS = _spec(
     "maxtune_gpu_compile_step_seconds",
     "gauge",
-    "Median step seconds of the reference block per mode",
-    (*_GPU, "mode"),
+    "Median step seconds of a reference block per mode, over every round of every timing process",
+    _MODE,
+)
+BREAK_EVEN = _spec(
+    "maxtune_gpu_break_even_steps",
+    "gauge",
+    "Steps of the training reference after which the recommended mode's extra cold compile "
+    "is paid back, at the lower bound of its gain",
+    _ADVICE,
+    "Per GPU resource of the node, from the advice in its profile (under the cluster policy "
+    "the agent last read, else the built-in one). Only for a resource whose recommended mode "
+    "is a max-autotune one; `mode` names it. `gpu_class` is the resource's class: a "
+    "`mixed-` key when the resource spans several.",
+)
+WARM_BREAK_EVEN = _spec(
+    "maxtune_gpu_warm_break_even_steps",
+    "gauge",
+    "The same break-even with warm caches (a shared compile cache's compile time)",
+    _ADVICE,
+    "Only where the warm compile was measured.",
 )
 
 METRICS: tuple[MetricSpec, ...] = (
@@ -144,8 +194,13 @@ METRICS: tuple[MetricSpec, ...] = (
     GEMM_OK,
     COMPILE_OK,
     GAIN,
+    GAIN_LOW,
+    GAIN_HIGH,
     COMPILE_SECONDS,
+    WARM_COMPILE_SECONDS,
     STEP_SECONDS,
+    BREAK_EVEN,
+    WARM_BREAK_EVEN,
 )
 
 
@@ -225,6 +280,61 @@ class AgentMetrics(Collector):
             yield from _gpu_families(status, rule)
 
 
+def _measured(status: ProfileStatus) -> Iterator[tuple[list[str], Measurements]]:
+    """Every device measured on itself, with its labels: whole GPUs and full-size MIG slices."""
+    for gpu in status.gpus:
+        if gpu.measurements is not None:
+            yield [str(gpu.index), gpu.uuid, gpu.product, gpu.gpu_class], gpu.measurements
+        for mig in gpu.mig_instances:
+            if mig.measurements is not None:
+                labels = [str(gpu.index), mig.uuid or "", gpu.product, mig.gpu_class]
+                yield labels, mig.measurements
+
+
+class _Blocks:
+    """The per-mode families of the reference blocks, filled device by device."""
+
+    def __init__(self) -> None:
+        self.ok, self.gain = COMPILE_OK.gauge(), GAIN.gauge()
+        self.low, self.high = GAIN_LOW.gauge(), GAIN_HIGH.gauge()
+        self.cold, self.warm = COMPILE_SECONDS.gauge(), WARM_COMPILE_SECONDS.gauge()
+        self.step = STEP_SECONDS.gauge()
+
+    def add(self, device: list[str], block: CompileMeasurement) -> None:
+        labels = [*device, block.workload]
+        self.ok.add_metric([*labels, block.reason or ""], 1.0 if block.ok else 0.0)
+        if not block.ok:
+            return
+        for t in block.modes:
+            mode = [*labels, t.mode.value]
+            self.gain.add_metric(mode, t.gain)
+            if t.gain_low is not None and t.gain_high is not None:
+                self.low.add_metric(mode, t.gain_low)
+                self.high.add_metric(mode, t.gain_high)
+            self.cold.add_metric(mode, t.compile_seconds)
+            if t.warm_compile_seconds is not None:
+                self.warm.add_metric(mode, t.warm_compile_seconds)
+            self.step.add_metric(mode, t.step_seconds)
+
+    def families(self) -> tuple[GaugeMetricFamily, ...]:
+        return (self.ok, self.gain, self.low, self.high, self.cold, self.warm, self.step)
+
+
+def _advice_families(status: ProfileStatus) -> Iterator[GaugeMetricFamily]:
+    """Break-even of each resource's recommended max-autotune mode (the profile's advice)."""
+    cold, warm = BREAK_EVEN.gauge(), WARM_BREAK_EVEN.gauge()
+    for r in status.resources:
+        chosen = next((m for m in r.modes if m.recommended and m.mode is r.recommended_mode), None)
+        if chosen is None:
+            continue
+        labels = [r.name, r.gpu_class, chosen.mode.value]
+        if chosen.break_even_steps is not None:
+            cold.add_metric(labels, chosen.break_even_steps)
+        if chosen.warm_break_even_steps is not None:
+            warm.add_metric(labels, chosen.warm_break_even_steps)
+    yield from (cold, warm)
+
+
 def _gpu_families(status: ProfileStatus, rule: str) -> Iterator[GaugeMetricFamily]:
     sms, capable = SMS.gauge(), CAPABLE.gauge()
     flops, ratio, autotune, gemm_ok = (
@@ -233,8 +343,7 @@ def _gpu_families(status: ProfileStatus, rule: str) -> Iterator[GaugeMetricFamil
         GEMM_AUTOTUNE.gauge(),
         GEMM_OK.gauge(),
     )
-    compile_ok, gain = COMPILE_OK.gauge(), GAIN.gauge()
-    compile_s, step_s = COMPILE_SECONDS.gauge(), STEP_SECONDS.gauge()
+    blocks = _Blocks()
     for gpu in status.gpus:
         idx = str(gpu.index)
         whole = [idx, gpu.uuid, gpu.product, gpu.gpu_class]
@@ -248,11 +357,9 @@ def _gpu_families(status: ProfileStatus, rule: str) -> Iterator[GaugeMetricFamil
             if mig.sm_count is not None:
                 sms.add_metric(labels, mig.sm_count)
             capable.add_metric(labels, 1.0 if mig_capable(mig, rule) else 0.0)
-        m = gpu.measurements
-        if m is None:
-            continue
+    for device, m in _measured(status):
         for g in m.gemm:
-            labels = [*whole, str(g.size)]
+            labels = [*device, str(g.size)]
             gemm_ok.add_metric([*labels, g.reason or ""], 1.0 if g.ok else 0.0)
             if not g.ok:
                 continue
@@ -260,13 +367,8 @@ def _gpu_families(status: ProfileStatus, rule: str) -> Iterator[GaugeMetricFamil
             flops.add_metric([*labels, "cublas"], g.cublas_flops)
             ratio.add_metric(labels, g.ratio_to_cublas)
             autotune.add_metric(labels, g.autotune_seconds)
-        if m.compile is None:
-            continue
-        compile_ok.add_metric([*whole, m.compile.reason or ""], 1.0 if m.compile.ok else 0.0)
-        if m.compile.ok:
-            for t in m.compile.modes:
-                labels = [*whole, t.mode.value]
-                gain.add_metric(labels, t.gain)
-                compile_s.add_metric(labels, t.compile_seconds)
-                step_s.add_metric(labels, t.step_seconds)
-    yield from (sms, capable, flops, ratio, autotune, gemm_ok, compile_ok, gain, compile_s, step_s)
+        for block in (m.training, m.compile):
+            if block is not None:
+                blocks.add(device, block)
+    yield from (sms, capable, flops, ratio, autotune, gemm_ok, *blocks.families())
+    yield from _advice_families(status)

@@ -51,6 +51,8 @@ LABELS: dict[str, str] = {
     "size": "GEMM size n of the n x n x n reference GEMM",
     "implementation": "triton (the agent's autotuned Triton GEMM) or cublas",
     "mode": "torch.compile mode: default, max-autotune-no-cudagraphs, max-autotune",
+    "workload": "Reference block: training (a transformer block's forward, backward and "
+    "optimizer step; the advice rests on it) or inference (a GEMM-heavy MLP, reported)",
     "reason": "Condition reason of a failed check, empty when it passed",
     "stage": "Stage of a measurement round (inventory, gemm, compile, ...)",
     "version": "maxtune version",

@@ -131,13 +131,26 @@ def _register_mutate(subparsers: Any) -> None:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "mutate",
         help="preview the webhook on a pod manifest (offline or against a cluster)",
-        description="Prints the pod as the admission webhook would patch it, and its decision. "
-        "Same code as the webhook.",
+        description="Prints the pod as the admission webhook would patch it, and its decision "
+        "(same code as the webhook), what it read, and what excluded the nodes when none "
+        "remains for the pod.",
     )
     p.add_argument("--pod", type=Path, required=True, help="Pod manifest (YAML or JSON; - = stdin)")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--profiles", type=Path, help="GPUNodeProfile manifests (file or folder)")
+    source.add_argument(
+        "--profiles",
+        type=Path,
+        help="saved GPUNodeProfile manifests (file or folder of *.yaml, *.yml, *.json), with "
+        "the nodes' Node manifests if you have them (real labels, taints, allocatable); "
+        "anything else there is an error",
+    )
     source.add_argument("--kubeconfig", type=Path, help="read nodes, profiles, policies from here")
+    p.add_argument(
+        "--as-of",
+        metavar="TIME|now",
+        help="judge the profiles' age at this time (ISO 8601 with a zone, or now). Default: "
+        "with --profiles, each profile as of its own heartbeat (current); with --kubeconfig, now",
+    )
     p.add_argument(
         "--policy", type=Path, action="append", default=[], help="AutotunePolicy manifest(s)"
     )

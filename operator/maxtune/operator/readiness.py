@@ -3,7 +3,10 @@
 One row per node that has GPUs, a profile or maxtune labels: its GPU
 resources, class, SM count, capability and recommended mode (under the
 cluster policy), the measured gain, whether its profile is fresh, and whether
-the node's labels match what the labeller would write.
+the node's labels match what the labeller would write. Under it, the cluster's
+speed table: per GPU class, the training reference's step time in default and
+in the recommended mode, the gain and its interval, the extra compile and its
+break-even (speed.py).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from maxtune.kube import Kube
 from maxtune.operator.fleet import FleetState
 from maxtune.operator.labeller import label_patch
 from maxtune.operator.offline import USER_AGENT, fleet_from_cluster
+from maxtune.operator.speed import class_speeds
+from maxtune.operator.speed import table as speed_table
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,16 +131,32 @@ def summary(found: list[Row], fleet: FleetState) -> dict[str, object]:
 
 def status_command(args: argparse.Namespace, out: IO[str]) -> int:
     fleet = fleet_from_cluster(Kube.connect(args.kubeconfig, user_agent=USER_AGENT))
-    found = rows(fleet, time.time())
+    return report(fleet, time.time(), out, as_json=args.json)
+
+
+def report(fleet: FleetState, now: float, out: IO[str], *, as_json: bool) -> int:
+    """The per-node table, the per-class speed table and a summary line (or one JSON object)."""
+    found = rows(fleet, now)
     facts = summary(found, fleet)
-    if args.json:
-        json.dump({"summary": facts, "nodes": [asdict(r) for r in found]}, out, indent=2)
+    speeds = class_speeds(fleet, now)
+    if as_json:
+        json.dump(
+            {
+                "summary": facts,
+                "nodes": [asdict(r) for r in found],
+                "gpuClasses": [s.wire() for s in speeds],
+            },
+            out,
+            indent=2,
+        )
         out.write("\n")
         return 0
     if not found:
         out.write("no GPU nodes, profiles or maxtune labels in this cluster\n")
         return 0
     out.write(table(found) + "\n\n")
+    if speeds:
+        out.write(speed_table(speeds) + "\n\n")
     out.write(
         f"{facts['nodes']} GPU node(s), {facts['profiles']} profile(s), "
         f"{facts['capable']} max-autotune capable, {facts['stale']} stale, "
