@@ -70,7 +70,7 @@ NodeFactory = Callable[..., list[str]]
 
 
 @pytest.fixture
-def install(  # noqa: PLR0917 - pytest passes fixtures by name
+def install(
     plane: LocalPlane,
     namespace: str,
     tmp_path: Path,

@@ -238,3 +238,25 @@ def test_every_chart_pod_selects_linux_nodes() -> None:
     rendered = render()
     for workload in rendered.workloads():
         assert pod_spec(workload)["nodeSelector"] == {"kubernetes.io/os": "linux"}, workload["kind"]
+
+
+def test_the_compile_cache_directory_reaches_the_operator_only_when_the_cache_is_on() -> None:
+    off = container(deployment(), "operator")
+    assert "--compile-cache-directory" not in off["args"]
+    values = {"compileCache": {"enabled": True, "groups": [{"name": "r", "namespaces": ["a"]}]}}
+    rendered = deployment(values)
+    on = container(rendered, "operator")
+    assert flag(on["args"], "--compile-cache-directory") == (
+        "/etc/maxtune/compile-cache/directory.json"
+    )
+    mount = next(m for m in on["volumeMounts"] if m["name"] == "compile-cache-directory")
+    assert mount == {
+        "name": "compile-cache-directory",
+        "mountPath": "/etc/maxtune/compile-cache",
+        "readOnly": True,
+    }
+    volume = next(v for v in pod_spec(rendered)["volumes"] if v["name"] == mount["name"])
+    assert volume["configMap"] == {"name": f"{FULLNAME}-compile-cache", "optional": True}
+    directory = render(values).get("ConfigMap", f"{FULLNAME}-compile-cache")
+    text = directory["data"]["directory.json"]
+    assert '"urlTemplate"' in text and "$(MAXTUNE_CACHE_PASSWORD)" in text

@@ -8,6 +8,7 @@ crds/ applied. Nothing in here stands in for the API server.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,16 +73,43 @@ def operator_namespace(k8s: ApiClient) -> Iterator[str]:
     core.delete_namespace(name, propagation_policy="Background")
 
 
+CACHE_NAMESPACE = "cache-team"
+
+
+@pytest.fixture(scope="module")
+def cache_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chart's compile-cache directory, as the operator's pod mounts it (one namespace)."""
+    path = tmp_path_factory.mktemp("cache") / "directory.json"
+    entry = {
+        "group": "research",
+        "host": "cache.example.svc",
+        "port": 6379,
+        "username": f"ns-{CACHE_NAMESPACE}",
+        "readOnly": False,
+        "secretName": "maxtune-compile-cache",
+        "passwordKey": "password",
+        "urlKey": "url",
+        "urlTemplate": f"redis://ns-{CACHE_NAMESPACE}:$(MAXTUNE_CACHE_PASSWORD)@cache.example.svc:6379",
+    }
+    path.write_text(json.dumps({"version": 1, "namespaces": {CACHE_NAMESPACE: entry}}))
+    return path
+
+
 @pytest.fixture(scope="module")
 def operator(
     kubeconfig: Path,
     maxtune_crds: None,
     pki: WebhookPki,
     operator_namespace: str,
+    cache_directory: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     op = OperatorProcess(
-        kubeconfig, pki, operator_namespace, tmp_path_factory.mktemp("operator-logs")
+        kubeconfig,
+        pki,
+        operator_namespace,
+        tmp_path_factory.mktemp("operator-logs"),
+        extra=("--compile-cache-directory", str(cache_directory)),
     )
     op.start()
     yield op

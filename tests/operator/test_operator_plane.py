@@ -378,6 +378,42 @@ def test_webhook_never_narrows_unless_asked_and_then_by_measured_speed(
 
 
 @pytest.mark.usefixtures("operator", "webhook")
+def test_a_member_namespace_gets_its_compile_cache_through_the_api_server(
+    kube: Kube, k8s: ApiClient, kwok_nodes: NodeFactory
+) -> None:
+    """The operator reads the chart's directory file; the API server stores the pod with the
+    cache's variables, the password as a reference to the namespace's Secret only."""
+    from conftest import CACHE_NAMESPACE
+
+    node = kwok_nodes(1, prefix="cache")[0]
+    put_profile(kube, profile(node, H100))
+    eventually(lambda: maxtune_labels(kube, node).get(LABEL_MODE), "labels")
+    kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": CACHE_NAMESPACE}})
+    try:
+        eventually(
+            lambda: kube.request("GET", f"/api/v1/namespaces/{CACHE_NAMESPACE}/serviceaccounts")[
+                "items"
+            ],
+            "the namespace's default service account",
+        )
+        pod = create_pod(kube, CACHE_NAMESPACE, gpu_pod("cached"))
+        found = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+        assert found["MAXTUNE_CACHE_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "maxtune-compile-cache",
+            "key": "password",
+        }
+        assert "value" not in found["MAXTUNE_CACHE_PASSWORD"]
+        assert found["TORCHINDUCTOR_REDIS_URL"]["value"].startswith(
+            f"redis://ns-{CACHE_NAMESPACE}:$(MAXTUNE_CACHE_PASSWORD)@"
+        )
+        assert found["TORCHINDUCTOR_FX_GRAPH_REMOTE_CACHE"]["value"] == "1"
+        assert decision(pod)["compileCache"] == {"group": "research", "readOnly": False}
+    finally:
+        delete_quietly(kube, f"/api/v1/namespaces/{CACHE_NAMESPACE}")
+        delete_quietly(kube, f"{PROFILES}/{node}")
+
+
+@pytest.mark.usefixtures("operator", "webhook")
 def test_twenty_fast_nodes_and_two_slow_ones_that_gain_never_confine_a_pod(
     kube: Kube, k8s: ApiClient, namespace: str, kwok_nodes: NodeFactory
 ) -> None:

@@ -369,8 +369,23 @@ class Recipe(ApiModel):
     )
 
 
+class CompileCacheRule(ApiModel):
+    enabled: bool = Field(
+        default=True,
+        description="Hand opted-in GPU containers the compile cache of their namespace's "
+        "sharing group, where the chart set one up (compileCache); false: never",
+    )
+    classes: list[Annotated[str, Field(max_length=128)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Only for pods whose every candidate node is of one of these GPU "
+        "classes (maxtune.io/gpu-class); empty: every class",
+    )
+
+
 class PolicySpec(ApiModel):
     torch: TorchRule = Field(default_factory=TorchRule)
+    compile_cache: CompileCacheRule = Field(default_factory=CompileCacheRule)
     steering: Literal["require", "none"] = Field(
         default="none",
         description="none (the default): keep placement and choose settings valid on every "

@@ -72,6 +72,12 @@ def _register_operator(subparsers: Any) -> None:
     )
     p.add_argument("--label-concurrency", type=int, default=8, help="parallel node patches")
     p.add_argument(
+        "--compile-cache-directory",
+        type=Path,
+        help="the chart's compile-cache directory (directory.json): which cache each "
+        "namespace's GPU pods get; read again when it changes",
+    )
+    p.add_argument(
         "--shutdown-grace-seconds",
         type=float,
         default=3.0,
@@ -110,6 +116,7 @@ def _run_operator(args: argparse.Namespace) -> int:
         tls_reload_seconds=args.tls_reload_seconds,
         label_concurrency=args.label_concurrency,
         shutdown_grace_seconds=args.shutdown_grace_seconds,
+        compile_cache_directory=args.compile_cache_directory,
     )
     if config.leader_election and not config.namespace:
         raise CliError("--leader-election needs --namespace (or POD_NAMESPACE)")

@@ -33,6 +33,7 @@ from maxtune.contract.names import (
     LABEL_INJECT,
 )
 from maxtune.contract.policy import recipe
+from maxtune.operator.cachedir import PASSWORD_VAR, CacheEntry
 from maxtune.operator.fleet import Bucket, FleetState
 from maxtune.operator.gpurequests import ContainerKind, GpuContainer, gpu_containers, pod_needs
 from maxtune.operator.records import as_dict, as_list
@@ -48,7 +49,7 @@ class ContainerPlan:
     index: int
     name: str
     mode: Mode | None
-    add_env: tuple[tuple[str, str], ...]  # only variables the container does not set itself
+    add_env: tuple[Mapping[str, Any], ...]  # EnvVars the container does not set itself
     untouched: str | None = None  # why no variable is added at all (envFrom, malformed env)
 
 
@@ -66,6 +67,7 @@ class Decision:
     steering: str = "none"  # require or none: what was asked
     asked_by: str = "policy"  # pod (its annotation) or policy
     figures: Mapping[str, Any] | None = None  # the speeds and shares steering judged by
+    cache: Mapping[str, Any] | None = None  # the compile cache handed out, or why not
 
     def annotation(self) -> str:
         """The compact JSON written to maxtune.io/decision; equal inputs give equal text."""
@@ -88,6 +90,8 @@ class Decision:
             body["userSet"] = list(self.user_set)
         if self.figures is not None:
             body["speeds"] = dict(self.figures)
+        if self.cache is not None:
+            body["compileCache"] = dict(self.cache)
         return json.dumps(body, separators=(",", ":"), sort_keys=True)
 
 
@@ -149,7 +153,14 @@ def decide(
     needs = pod_needs(containers)
     names = candidates(fleet, placement, needs)
     plan = functools.partial(
-        _plan, spec, containers, policy, version=version, steering=steering, asked_by=asked_by
+        _plan,
+        spec,
+        containers,
+        policy,
+        version=version,
+        steering=steering,
+        asked_by=asked_by,
+        cache=fleet.cache_for(namespace),
     )
     if not names:
         wanted = ", ".join(sorted({r for c in containers for r in c.requests}))
@@ -281,11 +292,14 @@ def _plan(
     classes: tuple[str, ...] = (),
     expressions: tuple[Mapping[str, Any], ...] = (),
     figures: Mapping[str, Any] | None = None,
+    cache: CacheEntry | None = None,
 ) -> Decision:
     """Per GPU container: the weakest mode over the buckets' nodes, and the variables to add."""
     plans: list[ContainerPlan] = []
     user_set: set[str] = set()
+    buckets = list(buckets)
     rank_sets = [ranks for _, _, ranks in buckets]
+    handed, cache_note = _cache_rule(cache, policy, buckets)
     for i, c in enumerate(containers):
         c_mode: Mode | None = None
         if rank_sets:
@@ -307,9 +321,20 @@ def _plan(
             untouched = "envFrom: variables from ConfigMaps/Secrets cannot be seen at admission"
         elif raw.get("env") is not None and not isinstance(raw.get("env"), list):
             untouched = "env is not a list"
-        add = () if untouched else tuple((k, v) for k, v in wanted.items() if k not in own)
+        add: tuple[Mapping[str, Any], ...] = ()
+        if not untouched:
+            add = tuple({"name": k, "value": v} for k, v in wanted.items() if k not in own)
+            if handed is not None and c_mode is not None and PASSWORD_VAR not in own:
+                add += handed.env()
         plans.append(ContainerPlan(c.kind, c.index, c.name, c_mode, add, untouched))
     known = [p.mode for p in plans if p.mode is not None]
+    if handed is not None:
+        given = any(any(e.get("name") == PASSWORD_VAR for e in p.add_env) for p in plans)
+        cache_note = (
+            {"group": handed.group, "readOnly": handed.read_only}
+            if given
+            else {"off": "no GPU container takes settings from maxtune"}
+        )
     return Decision(
         mode=weakest(known) if known else None,
         reason=reason,
@@ -323,4 +348,23 @@ def _plan(
         steering=steering,
         asked_by=asked_by,
         figures=figures,
+        cache=cache_note,
     )
+
+
+def _cache_rule(
+    cache: CacheEntry | None, policy: AutotunePolicy, buckets: Sequence[Bucket]
+) -> tuple[CacheEntry | None, Mapping[str, Any] | None]:
+    """The cache to hand out (the namespace's, where the policy allows it), and the note for
+    the decision: silent where the namespace has none."""
+    if cache is None:
+        return None, None
+    rule = policy.spec.compile_cache
+    if not rule.enabled:
+        return None, {"off": f"policy {policy.metadata.name} turns the compile cache off"}
+    if rule.classes:
+        classes = {cls for cls, _, _ in buckets}
+        outside = sorted(str(c) for c in classes - set(rule.classes))
+        if outside or not classes:
+            return None, {"off": f"not for every candidate class: {', '.join(outside) or '-'}"}
+    return cache, None

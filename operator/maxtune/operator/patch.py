@@ -41,7 +41,7 @@ def _env_ops(pod: Mapping[str, Any], decision: Decision) -> list[Op]:
         if not plan.add_env:
             continue
         base = f"/spec/{plan.kind}/{plan.index}"
-        values = [{"name": k, "value": v} for k, v in plan.add_env]
+        values = [dict(v) for v in plan.add_env]
         if as_dict(as_list(spec.get(plan.kind))[plan.index]).get("env") is None:
             ops.append({"op": "add", "path": f"{base}/env", "value": values})
         else:

@@ -28,6 +28,7 @@ from aiohttp import web
 from maxtune.cli.version import VERSION
 from maxtune.kube import Kube
 from maxtune.operator import server
+from maxtune.operator.cachedir import DirectoryFile
 from maxtune.operator.events import Kind, sources
 from maxtune.operator.fleet import FleetState
 from maxtune.operator.informer import Informer
@@ -60,6 +61,7 @@ class OperatorConfig:
     tls_reload_seconds: float = 10.0
     label_concurrency: int = 8
     shutdown_grace_seconds: float = 3.0
+    compile_cache_directory: Path | None = None  # the chart's directory.json, mounted
 
 
 def freeze_heap() -> None:
@@ -156,6 +158,10 @@ class Operator:
             tls, cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_reload_seconds, self.metrics
         )
         self._tasks.append(asyncio.create_task(reloader.run(), name="tls-reload"))
+        if cfg.compile_cache_directory is not None:
+            directory = DirectoryFile(cfg.compile_cache_directory)
+            watch = self._follow_cache_directory(directory, cfg.tls_reload_seconds)
+            self._tasks.append(asyncio.create_task(watch, name="cache-directory"))
         health_app = server.health_app(self.metrics, healthy=self.healthy, ready=self.ready)
         runner, self.metrics_port = await server.start(
             health_app, cfg.metrics_host, cfg.metrics_port
@@ -180,6 +186,15 @@ class Operator:
             cfg.metrics_host,
             self.metrics_port,
         )
+
+    async def _follow_cache_directory(self, directory: DirectoryFile, every: float) -> None:
+        """Read the mounted compile-cache directory again whenever the kubelet updates it."""
+        while True:
+            entries = directory.changed()
+            if entries is not None:
+                self.fleet.set_cache_directory(entries)
+                log.info("compile cache directory: %d namespace(s)", len(entries))
+            await asyncio.sleep(every)
 
     def _start_informers(self, loop: asyncio.AbstractEventLoop) -> None:
         def deliver(change: Callable[[FleetState], object]) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 
 from maxtune.contract.models import AutotunePolicy, ResourceSummary
+from maxtune.operator.cachedir import CacheEntry
 from maxtune.operator.fleet.indexes import NodeIndex
 from maxtune.operator.fleet.store import Store
 from maxtune.operator.fleet.views import Bucket, Views, Wanted
@@ -35,6 +36,7 @@ class FleetState:
         self._index = NodeIndex()
         self._views = Views(self._store)
         self._listeners: list[DirtyListener] = []
+        self._caches: Mapping[str, CacheEntry] = {}
 
     # ------------------------------------------------------------ listeners
 
@@ -223,6 +225,15 @@ class FleetState:
 
     def namespace_opted_in(self, name: str) -> bool:
         return name in self._store.inject_namespaces
+
+    # ------------------------------------------------------------ compile caches
+
+    def set_cache_directory(self, entries: Mapping[str, CacheEntry]) -> None:
+        """The chart's compile-cache directory (maxtune.operator.cachedir), by namespace."""
+        self._caches = dict(entries)
+
+    def cache_for(self, namespace: str) -> CacheEntry | None:
+        return self._caches.get(namespace)
 
     # ------------------------------------------------------------ relists
 
