@@ -4,7 +4,8 @@ Each image is tagged `localhost/maxtune-<target>:in-<digest>` (context.inputs_di
 Dockerfile, .dockerignore, the build context and the base image's ID) and
 `localhost/maxtune-<target>:<version>` (pyproject's version; what the README pushes). An image
 whose `in-` tag exists is reused as it is; building one removes the older `in-` images of that
-target (the agent's is several GB, and vfs stores each layer as a full copy).
+target first, every name of them (the agent's is several GB, and vfs stores each layer as a full
+copy), and checks the disk has room for the build (room.py) before buildah starts.
 
 RUN steps see the host's CA bundle and /etc/pip.conf, mounted read-only for the build only
 (never committed): pip inside the build then trusts what the host's pip trusts (a TLS-inspecting
@@ -25,8 +26,9 @@ from typing import Literal
 
 from imagebuild.base import RECIPE, Recipe, build_base
 from imagebuild.base import REPOSITORY as BASE_REPOSITORY
-from imagebuild.buildah import ISOLATION, Buildah, Image
+from imagebuild.buildah import ISOLATION, Buildah, BuildahError, Image
 from imagebuild.context import DOCKERFILE, ROOT, inputs_digest
+from imagebuild.room import explain, shortfalls
 
 TARGETS = ("operator", "agent")
 INPUTS_LABEL = "io.maxtune.inputs"
@@ -98,14 +100,21 @@ def ensure_image(
     found = buildah.image(name)
     if found is not None and not rebuild:
         return Built(target, name, found, reused=True, seconds=time.monotonic() - started)
-    if found is not None:
-        buildah.remove(name)
+    # The older images of this target go first, all their names with them (the version tag
+    # kept an old agent image alive through the build: 5.6 GB the build itself needed).
+    for older in buildah.names(repository(target)):
+        buildah.remove(older)
+    short = shortfalls(target)
+    if short:
+        raise BuildahError(explain(target, short))
     volumes = [f"--volume={p}:{p}:ro" for p in HOST_TRUST if p.is_file()]
     buildah.run(
         "bud",
         "--isolation",
         ISOLATION,
         "--pull=never",
+        "--layers=false",
+        "--force-rm",
         "--file",
         str(ROOT / DOCKERFILE),
         "--target",
@@ -122,7 +131,6 @@ def ensure_image(
         timeout_s=BUILD_TIMEOUT_S,
     )
     buildah.tag(name, f"{repository(target)}:{version()}")
-    _drop_older(buildah, repository(target), keep=name)
     made = buildah.image(name)
     assert made is not None, f"{name} was built but is not in local storage"
     return Built(target, name, made, reused=False, seconds=time.monotonic() - started)
