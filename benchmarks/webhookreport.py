@@ -150,7 +150,9 @@ def _e2e(result: dict[str, Any]) -> list[str]:
         "API server's own `apiserver_admission_webhook_admission_duration_seconds` (buckets 5, "
         "25, 100, 500 ms). 'New connections' are the TCP connections the API server opened "
         "to the arm's server during the phase (the kernel's socket table; each is a full TLS "
-        f"handshake), per 100 pods. Agents renew heartbeat Leases in the background (every "
+        "handshake), per 100 pods; 'webhook calls per pod' counts the API server's calls (its "
+        "histogram's count: more than 1 would be reinvocation). Agents renew heartbeat Leases "
+        f"in the background (every "
         f"{result.get('agent_interval_s', 60):g} s).",
         "",
     ]
@@ -182,6 +184,9 @@ def _e2e(result: dict[str, Any]) -> list[str]:
                     if arm != "bare"
                     else "-",
                     f"{100 * sum(known) / max(1, pods):.1f}" if known and arm != "bare" else "-",
+                    f"{sum(c['p50'].get('count', 0) for c in calls) / max(1, pods):.2f}"
+                    if arm != "bare"
+                    else "-",
                 ]
             )
     out.append(
@@ -197,6 +202,7 @@ def _e2e(result: dict[str, Any]) -> list[str]:
                 "API server → webhook p50",
                 "webhook calls ≤ 25 ms",
                 "new connections per 100 pods",
+                "webhook calls per pod",
             ],
             rows,
         )
