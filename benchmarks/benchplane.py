@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import apimetrics, nodeaudit
+from benchmarks.agentleases import LeaseAgents
 from benchmarks.envinfo import environment
-from benchmarks.fleetsetup import create_fleet, install_crds, wait_settled
+from benchmarks.fleetsetup import create_fleet, ensure_namespace, install_crds, wait_settled
 from benchmarks.gpufleet import PlannedNode, plan_node
 from benchmarks.kubeapi import Api
 from benchmarks.procstat import CpuWindow
@@ -48,11 +49,17 @@ BENCH_PLANE_ARGS: dict[str, list[str]] = {
 }
 
 
-def bench_plane(audit: Path | None = None) -> LocalPlane:
-    """The tuned plane; with `audit`, the API server logs node writes there (nodeaudit)."""
-    args = dict(BENCH_PLANE_ARGS)
+def bench_plane(audit: Path | None = None, *, profiling: bool = False) -> LocalPlane:
+    """The tuned plane; with `audit`, the API server logs node writes there (nodeaudit); with
+    `profiling`, it serves /debug/pprof to the admin (the test plane turns it off)."""
+    args = {name: list(flags) for name, flags in BENCH_PLANE_ARGS.items()}
+    apiserver: list[str] = []
     if audit is not None:
-        args["kube-apiserver"] = nodeaudit.apiserver_args(audit)
+        apiserver += nodeaudit.apiserver_args(audit)
+    if profiling:
+        apiserver.append("--profiling=true")
+    if apiserver:
+        args["kube-apiserver"] = apiserver
     return LocalPlane(extra_args=args)
 
 
@@ -94,11 +101,22 @@ async def wait_quiet(api: Api, *, window_s: float = 5.0, timeout_s: float = 300)
 
 
 async def prepare_fleet(
-    plane: LocalPlane, api: Api, n: int, *, idle_window_s: float = 10.0
+    plane: LocalPlane,
+    api: Api,
+    n: int,
+    *,
+    agents: LeaseAgents | None = None,
+    idle_window_s: float = 10.0,
 ) -> PreparedFleet:
+    """The fleet on the plane, settled. With `agents`, every node's agent creates its
+    heartbeat Lease in `agents.namespace` right after its profile and renews it from then
+    on (started here, stopped by the caller), so no profile ages during a long setup."""
     fleet = PreparedFleet([plan_node(i) for i in range(n)])
     await install_crds(api)
-    fleet.timings["create_s"] = round(await create_fleet(api, fleet.nodes), 2)
+    if agents is not None:
+        await ensure_namespace(api, agents.namespace)
+        agents.start()
+    fleet.timings["create_s"] = round(await create_fleet(api, fleet.nodes, agents), 2)
     print(f"  created {n} nodes and profiles in {fleet.timings['create_s']:.1f} s", flush=True)
     fleet.timings["settle_s"] = round(await wait_settled(api, [p.name for p in fleet.nodes]), 2)
     fleet.timings["quiet_s"] = round(await wait_quiet(api), 2)

@@ -12,11 +12,20 @@ Phases, one plane, one operator process:
 2. change: 10% of the profiles report a measured gain below the minimum, so
    their nodes' recommended mode becomes `default`. Same measurements, from
    the first changed profile sent.
-3. heartbeats: every agent heartbeats once (their default period is 60 s, so
-   2,000 nodes send 33 status updates a second): nothing may be written, and
-   the operator's CPU is what a steady fleet costs.
-Throughout: the operator's RSS at 10 Hz (psutil; the process, all threads)
-and the CPU seconds of every process of the plane, the operator and this driver.
+3. heartbeats: one interval of the agents' own heartbeats (every agent renews
+   its Lease once; at their 60 s default 5,000 nodes send 83 Lease PUTs a
+   second): nothing may be written, and the CPU of the operator, the API
+   server and etcd is what a steady fleet costs.
+4. legacy heartbeats (`--legacy-heartbeats`): the same interval with the
+   agents heartbeating the old way, a merge patch of their profile's
+   `status.heartbeatTime` (agents before 0.2, mid rolling upgrade): nothing may
+   be written either, and its CPU next to phase 3's is the Lease's saving, in
+   one run.
+Throughout, from the moment each node exists (setup included), the simulated
+agents renew their Leases on their interval (benchmarks.agentleases), so no
+profile ever ages past the staleness window. Also throughout: the operator's
+RSS at 10 Hz (psutil; the process, all threads) and the CPU seconds of every
+process of the plane, the operator and this driver (which plays the agents).
 """
 
 from __future__ import annotations
@@ -33,9 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import apimetrics, report
+from benchmarks.agentleases import LeaseAgents
 from benchmarks.benchplane import bench_plane, prepare_fleet, result_header
 from benchmarks.fleetreport import render
-from benchmarks.fleetsetup import ensure_namespace, heartbeat_round, put_profile_status
+from benchmarks.fleetsetup import heartbeat_round, put_profile_status
 from benchmarks.gpufleet import CHANGED_GAIN, PlannedNode, changeable, plan_node
 from benchmarks.kubeapi import Api, Credentials, bounded
 from benchmarks.nodeaudit import NodeAudit, operator_writes
@@ -47,6 +57,16 @@ from maxtune_dev.testkit.operator import OperatorProcess, write_pki
 MIB = 2**20
 LABEL_WRITES = "maxtune_operator_label_writes_total"
 NAMESPACE = "maxtune-system"
+DEFAULT_INTERVAL_S = 60.0  # the agent's --interval default
+# The requests whose latency the API server reports per phase (verb, resource, subresource).
+API_REQUESTS = {
+    "PATCH nodes": ("PATCH", "nodes", ""),
+    "LIST nodes": ("LIST", "nodes", ""),
+    "LIST gpunodeprofiles": ("LIST", "gpunodeprofiles", ""),
+    "LIST leases": ("LIST", "leases", ""),
+    "PUT leases": ("PUT", "leases", ""),
+    "PATCH gpunodeprofiles/status": ("PATCH", "gpunodeprofiles", "status"),
+}
 
 
 class Phase:
@@ -64,7 +84,8 @@ class Phase:
         self.window = CpuWindow(pids)
 
     async def begin(self) -> Phase:
-        self.patches = apimetrics.node_writes(await apimetrics.scrape(self.api))
+        self.scraped = await apimetrics.scrape(self.api)
+        self.patches = apimetrics.node_writes(self.scraped)
         self.writes = self.op.metric(LABEL_WRITES) if self.op.proc is not None else 0.0
         self.watcher.reset_counts()
         self.audit.mark()
@@ -75,9 +96,16 @@ class Phase:
     async def finish(self, nodes: int, settle_s: float) -> dict[str, Any]:
         await asyncio.sleep(settle_s)  # writes that come late still count
         cpu = self.window.stop()
-        after = apimetrics.node_writes(await apimetrics.scrape(self.api))
+        scraped = await apimetrics.scrape(self.api)
+        after = apimetrics.node_writes(scraped)
         by_writer = self.audit.since_mark()
+        latency = {
+            name: apimetrics.request_latency(scraped, self.scraped, *request)
+            for name, request in API_REQUESTS.items()
+        }
         return {
+            "apiserver_latency": {k: v for k, v in latency.items() if v["p50"].get("count")},
+            "apf": apimetrics.apf(scraped, self.scraped),
             "node_writes_by_writer": by_writer,
             "operator_node_writes_audit": operator_writes(by_writer),
             "label_writes_operator_metric": int(self.op.metric(LABEL_WRITES) - self.writes),
@@ -131,10 +159,33 @@ async def change_phase(
     }
 
 
-async def heartbeat_phase(api: Api, fleet: list[PlannedNode], period_s: float) -> dict[str, Any]:
-    """Every agent heartbeats once (a patch of status.heartbeatTime), spread over `period_s`."""
-    took = await heartbeat_round(api, fleet, period_s)
-    return {"heartbeats": len(fleet), "period_s": round(took, 2)}
+async def heartbeat_phase(agents: LeaseAgents, period_s: float) -> dict[str, Any]:
+    """One interval of the agents' Lease renewals, running in the background all along."""
+    before = Counter(agents.counts)
+    started = time.monotonic()
+    await asyncio.sleep(period_s)
+    agents.check()
+    done = Counter(agents.counts)
+    done.subtract(before)
+    return {
+        "way": "lease",
+        "heartbeats": done["renewed"] + done["recovered"],
+        "lease_counts": {k: v for k, v in done.items() if v},
+        "period_s": round(time.monotonic() - started, 2),
+    }
+
+
+async def legacy_heartbeat_phase(
+    api: Api, agents: LeaseAgents, fleet: list[PlannedNode], period_s: float
+) -> dict[str, Any]:
+    """One interval in which every agent heartbeats in its profile (a merge patch of
+    status.heartbeatTime) instead of renewing its Lease."""
+    agents.paused = True
+    try:
+        took = await heartbeat_round(api, fleet, period_s)
+    finally:
+        agents.paused = False
+    return {"way": "profile", "heartbeats": len(fleet), "period_s": round(took, 2)}
 
 
 async def run_on(
@@ -142,59 +193,87 @@ async def run_on(
 ) -> dict[str, Any]:
     credentials = Credentials.from_kubeconfig(plane.kubeconfig)
     result = result_header("fleet", plane, args.nodes)
+    interval = args.heartbeat_s or DEFAULT_INTERVAL_S
+    result["agent_interval_s"] = interval
     async with Api(credentials) as api:
-        prepared = await prepare_fleet(plane, api, args.nodes)
-        fleet = prepared.nodes
-        result["kinds"] = dict(Counter(p.kind.key for p in fleet))
-        result["setup"] = prepared.timings
-        result["idle_plane"] = prepared.idle_plane
-        await ensure_namespace(api, NAMESPACE)
-        watcher = NodeWatcher(api)
-        await watcher.start()
-        watcher.expect({p.name: p.expected for p in fleet})
-        op = OperatorProcess(
-            plane.kubeconfig,
-            write_pki(work / "pki"),
-            NAMESPACE,
-            work,
-            identity="bench-operator",
-            timings="chart",
-        )
-        pids = {**plane.pids(), "driver": os.getpid()}
-        rss: list[RssSampler] = []
+        agents = LeaseAgents(api, NAMESPACE, interval_s=interval)
         try:
-            phase = await Phase(api, op, watcher, pids, audit).begin()
-            start = await start_phase(op, watcher, phase, rss, args.timeout_s)
-            start.update(await phase.finish(args.nodes, args.settle_s))
-            start["peak_rss_mib"] = round(rss[0].peak / MIB, 1)
-            result["start"] = start
-            print(f"  start: {_line(start)}", flush=True)
-
-            phase = await Phase(api, op, watcher, {**pids, "operator": op.pid}, audit).begin()
-            change = await change_phase(api, watcher, fleet, args.timeout_s)
-            change.update(await phase.finish(args.nodes, args.settle_s))
-            change["peak_rss_mib"] = round(rss[0].peak / MIB, 1)
-            result["change"] = change
-            print(f"  change: {_line(change)}", flush=True)
-
-            if args.heartbeat_s > 0:
-                phase = await Phase(api, op, watcher, {**pids, "operator": op.pid}, audit).begin()
-                beats = await heartbeat_phase(api, fleet, args.heartbeat_s)
-                beats.update(await phase.finish(args.nodes, args.settle_s))
-                beats["peak_rss_mib"] = round(rss[0].peak / MIB, 1)
-                result["heartbeats"] = beats
-                print(f"  heartbeats: {_line(beats)}", flush=True)
-            result["rss_end_mib"] = round(rss[0].last / MIB, 1)
-            result["peak_rss_mib"] = round(rss[0].peak / MIB, 1)
-            result["rss_samples"] = rss[0].samples
+            return await _run_with_agents(
+                plane, api, agents, args=args, work=work, audit=audit, result=result
+            )
         finally:
-            for sampler in rss:
-                sampler.stop()
-            if op.proc is not None:
-                op.stop()
-            await watcher.stop()
-            result["operator_log_tail"] = op.tail(15).splitlines()
-    result["environment"]["load_average_end"] = load_average()
+            await agents.stop()
+            result["agent_lease_counts"] = dict(agents.counts)
+            result["environment"]["load_average_end"] = load_average()
+
+
+async def _run_with_agents(
+    plane: LocalPlane,
+    api: Api,
+    agents: LeaseAgents,
+    *,
+    args: argparse.Namespace,
+    work: Path,
+    audit: NodeAudit,
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    prepared = await prepare_fleet(plane, api, args.nodes, agents=agents)
+    fleet = prepared.nodes
+    result["kinds"] = dict(Counter(p.kind.key for p in fleet))
+    result["setup"] = prepared.timings
+    result["idle_plane"] = prepared.idle_plane
+    watcher = NodeWatcher(api)
+    await watcher.start()
+    watcher.expect({p.name: p.expected for p in fleet})
+    op = OperatorProcess(
+        plane.kubeconfig,
+        write_pki(work / "pki"),
+        NAMESPACE,
+        work,
+        identity="bench-operator",
+        timings="chart",
+    )
+    pids = {**plane.pids(), "driver": os.getpid()}
+    rss: list[RssSampler] = []
+    try:
+        phase = await Phase(api, op, watcher, pids, audit).begin()
+        start = await start_phase(op, watcher, phase, rss, args.timeout_s)
+        start.update(await phase.finish(args.nodes, args.settle_s))
+        start["peak_rss_mib"] = round(rss[0].peak / MIB, 1)
+        result["start"] = start
+        print(f"  start: {_line(start)}", flush=True)
+
+        phase = await Phase(api, op, watcher, {**pids, "operator": op.pid}, audit).begin()
+        change = await change_phase(api, watcher, fleet, args.timeout_s)
+        change.update(await phase.finish(args.nodes, args.settle_s))
+        change["peak_rss_mib"] = round(rss[0].peak / MIB, 1)
+        result["change"] = change
+        print(f"  change: {_line(change)}", flush=True)
+
+        if args.heartbeat_s > 0:
+            phase = await Phase(api, op, watcher, {**pids, "operator": op.pid}, audit).begin()
+            beats = await heartbeat_phase(agents, args.heartbeat_s)
+            beats.update(await phase.finish(args.nodes, args.settle_s))
+            beats["peak_rss_mib"] = round(rss[0].peak / MIB, 1)
+            result["heartbeats"] = beats
+            print(f"  heartbeats (Leases): {_line(beats)}", flush=True)
+        if args.heartbeat_s > 0 and args.legacy_heartbeats:
+            phase = await Phase(api, op, watcher, {**pids, "operator": op.pid}, audit).begin()
+            beats = await legacy_heartbeat_phase(api, agents, fleet, args.heartbeat_s)
+            beats.update(await phase.finish(args.nodes, args.settle_s))
+            beats["peak_rss_mib"] = round(rss[0].peak / MIB, 1)
+            result["legacy_heartbeats"] = beats
+            print(f"  heartbeats (profiles, the old way): {_line(beats)}", flush=True)
+        result["rss_end_mib"] = round(rss[0].last / MIB, 1)
+        result["peak_rss_mib"] = round(rss[0].peak / MIB, 1)
+        result["rss_samples"] = rss[0].samples
+    finally:
+        for sampler in rss:
+            sampler.stop()
+        if op.proc is not None:
+            op.stop()
+        await watcher.stop()
+        result["operator_log_tail"] = op.tail(15).splitlines()
     return result
 
 
@@ -212,7 +291,19 @@ def _line(phase: dict[str, Any]) -> str:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fleet", description=__doc__)
     parser.add_argument("--nodes", type=int, default=2000)
-    parser.add_argument("--heartbeat-s", type=float, default=60.0, help="0: no heartbeat phase")
+    parser.add_argument(
+        "--heartbeat-s",
+        type=float,
+        default=DEFAULT_INTERVAL_S,
+        help="the agents' heartbeat interval, and the length of each heartbeat phase "
+        f"(0: no heartbeat phases, agents at {DEFAULT_INTERVAL_S:g} s)",
+    )
+    parser.add_argument(
+        "--legacy-heartbeats",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also a phase of profile heartbeats, the way agents before 0.2 sent them",
+    )
     parser.add_argument("--settle-s", type=float, default=5.0)
     parser.add_argument("--timeout-s", type=float, default=600.0)
     parser.add_argument("--out", type=Path, default=report.DOCS, help="docs folder to write to")

@@ -1,4 +1,8 @@
-"""Markdown for docs/benchmarks/fleet.md from the stored fleet runs."""
+"""Markdown for docs/benchmarks/fleet.md from the stored fleet runs.
+
+Targets are judged on the runs of the latest run's operator and fleet size only
+(the stored kopf runs of decision 0007's before/after stay in the table of every
+run, with their own operator named)."""
 
 from __future__ import annotations
 
@@ -8,8 +12,21 @@ from benchmarks.report import spread, table
 
 MB = 1e6
 MIB = 2**20
-TARGET_LABELS_S = 60.0
-TARGET_PEAK_MB = 250.0
+TARGET_LABELS_S = 30.0
+TARGET_PEAK_MB = 200.0
+TARGET_CHANGE_S = 5.0
+HEARTBEAT_PHASES = (("heartbeats", "Lease"), ("legacy_heartbeats", "profile"))
+
+
+def operator_kind(result: dict[str, Any]) -> str:
+    """Which operator a run measured: kopf-based (before decision 0007) or informers."""
+    kopf = result["environment"]["packages"].get("kopf", "absent")
+    return "informers" if kopf == "absent" else f"kopf {kopf}"
+
+
+def heartbeat_way(result: dict[str, Any], key: str) -> str:
+    """How the agents heartbeat in a phase (runs before Leases heartbeat in the profile)."""
+    return str((result.get(key) or {}).get("way", "profile"))
 
 
 def _mb(mib: float) -> float:
@@ -61,57 +78,25 @@ def render(results: list[dict[str, Any]], latest_file: str) -> str:
         )
         + ".",
         "",
-        "## Targets (every stored run: median (min to max))",
-        "",
     ]
-    labelled = [r["start"]["all_labels_right_s"] for r in results]
-    peaks = [_mb(r["peak_rss_mib"]) for r in results]
     n = last["nodes"]
-    start_ok = all(_writes_ok(r["start"], r["nodes"]) for r in results)
-    change_ok = all(_writes_ok(r["change"], r["change"]["changed_profiles"]) for r in results)
-    out.append(
-        table(
-            ["target", "measured", "verdict"],
-            [
-                [
-                    f"all {n} nodes labelled right ≤ {TARGET_LABELS_S:.0f} s after start",
-                    spread(labelled, " s"),
-                    _verdict(
-                        max(labelled) <= TARGET_LABELS_S,
-                        f"worst {max(labelled):.1f} s = {max(labelled) / TARGET_LABELS_S:.0%}"
-                        " of the budget",
-                    ),
-                ],
-                [
-                    "≤ 1 write per node at start",
-                    _writes_summary([r["start"] for r in results]),
-                    _verdict(start_ok, "watch: label changes per node; operator metric; audit"),
-                ],
-                [
-                    "≤ 1 write per changed node (10% change)",
-                    _writes_summary([r["change"] for r in results]),
-                    _verdict(change_ok, "same three counts"),
-                ],
-                [
-                    f"operator peak memory ≤ {TARGET_PEAK_MB:.0f} MB",
-                    spread(peaks, " MB"),
-                    _verdict(
-                        max(peaks) <= TARGET_PEAK_MB,
-                        f"worst {max(peaks):.0f} MB = {max(peaks) / MIB * MB:.0f} MiB",
-                    ),
-                ],
-            ],
-        )
-    )
+    kind = operator_kind(last)
+    judged = [r for r in results if r["nodes"] == n and operator_kind(r) == kind]
+    out += [
+        f"## Targets ({len(judged)} stored run(s) of the {kind} operator at {n} nodes: "
+        "median (min to max))",
+        "",
+        table(["target", "measured", "verdict"], _target_rows(judged, n)),
+    ]
     out += ["", "## Every run", ""]
     rows = []
     for r in results:
         s, c = r["start"], r["change"]
-        hb = r.get("heartbeats") or {}
         rows.append(
             [
                 r["environment"]["date_utc"],
                 "/".join(f"{x:.1f}" for x in r["environment"]["load_average_start"][:2]),
+                operator_kind(r),
                 r["nodes"],
                 s["ready_s"],
                 s["first_label_s"],
@@ -120,7 +105,7 @@ def render(results: list[dict[str, Any]], latest_file: str) -> str:
                 c["changed_profiles"],
                 c["converged_s"],
                 _three(c),
-                hb.get("label_writes_operator_metric", "-"),
+                _heartbeat_writes(r),
                 f"{r['peak_rss_mib']:.0f}",
                 f"{r['rss_end_mib']:.0f}",
             ]
@@ -130,6 +115,7 @@ def render(results: list[dict[str, Any]], latest_file: str) -> str:
             [
                 "date (UTC)",
                 "load 1/5 min",
+                "operator",
                 "nodes",
                 "ready s",
                 "first label s",
@@ -138,7 +124,7 @@ def render(results: list[dict[str, Any]], latest_file: str) -> str:
                 "changed",
                 "converged s",
                 "change writes: metric / PATCH / watch",
-                "heartbeat-phase writes",
+                "heartbeat-phase writes (way)",
                 "peak RSS MiB",
                 "end RSS MiB",
             ],
@@ -160,17 +146,26 @@ def render(results: list[dict[str, Any]], latest_file: str) -> str:
         f"after the first was sent ({last['change']['converged_after_last_sent_s']} s after the "
         "last).",
     ]
-    if "heartbeats" in last:
-        hb = last["heartbeats"]
-        op_cpu = hb["cpu"]["cpu_s"].get("operator", 0.0)
-        out += [
-            "",
-            f"Heartbeats: {hb['heartbeats']} profile status updates over {hb['period_s']} s "
-            f"(each agent once, as at their 60 s default): operator CPU {op_cpu:.1f} s = "
-            f"{op_cpu / max(hb['cpu']['wall_s'], 1e-9):.0%} of a core, "
-            f"{hb['label_writes_operator_metric']} label writes, "
-            f"{hb['node_writes_apiserver'].get('PATCH', 0)} node PATCHes.",
-        ]
+    for key, _ in HEARTBEAT_PHASES:
+        if key in last:
+            hb = last[key]
+            cores = hb["cpu"]["cores_used"]
+            what = (
+                "Lease renewals (PUT)"
+                if heartbeat_way(last, key) == "lease"
+                else "profile heartbeats (merge patch of status.heartbeatTime)"
+            )
+            out += [
+                "",
+                f"Heartbeats, {heartbeat_way(last, key)} way: {hb['heartbeats']} {what} over "
+                f"{hb['period_s']} s (every agent once, at its {_interval(last):g} s interval): "
+                f"kube-apiserver {cores.get('kube-apiserver', 0):.3f} cores, etcd "
+                f"{cores.get('etcd', 0):.3f}, operator {cores.get('operator', 0):.3f}; "
+                f"{hb['label_writes_operator_metric']} label writes (operator metric), "
+                f"{_api_writes(hb)} node writes by the operator (audit), "
+                f"{hb['watch']['label_changing_events']} label changes (watch).",
+            ]
+    out += _latency_section(last)
     out += _writers_section(last)
     return "\n".join(out) + "\n"
 
@@ -214,7 +209,12 @@ def _writers_section(result: dict[str, Any]) -> list[str]:
 
 def _cpu_section(result: dict[str, Any]) -> list[str]:
     phases = [("idle plane (before the operator)", result["idle_plane"])]
-    for key, title in (("start", "start"), ("change", "10% change"), ("heartbeats", "heartbeats")):
+    for key, title in (
+        ("start", "start"),
+        ("change", "10% change"),
+        ("heartbeats", f"heartbeats ({heartbeat_way(result, 'heartbeats')})"),
+        ("legacy_heartbeats", "heartbeats (profile, the old way)"),
+    ):
         if key in result:
             phases.append((title, result[key]["cpu"]))
     names = ["operator", "kube-apiserver", "etcd", "kwok", "kube-controller-manager", "driver"]
@@ -231,4 +231,112 @@ def _cpu_section(result: dict[str, Any]) -> list[str]:
         f"{result['idle_plane']['machine_cores']}; 'machine' includes other sessions' work):",
         "",
         table(["phase", "wall s", *names, "machine"], rows),
+    ]
+
+
+def _interval(result: dict[str, Any]) -> float:
+    return float(result.get("agent_interval_s", 60.0))
+
+
+def _heartbeat_writes(result: dict[str, Any]) -> str:
+    """Label writes (operator metric) in each heartbeat phase, with the way agents beat."""
+    found = [
+        f"{result[key]['label_writes_operator_metric']} ({heartbeat_way(result, key)})"
+        for key, _ in HEARTBEAT_PHASES
+        if key in result
+    ]
+    return ", ".join(found) or "-"
+
+
+def _target_rows(judged: list[dict[str, Any]], n: int) -> list[list[Any]]:
+    labelled = [r["start"]["all_labels_right_s"] for r in judged]
+    peaks = [_mb(r["peak_rss_mib"]) for r in judged]
+    converged = [r["change"]["converged_s"] for r in judged]
+    start_ok = all(_writes_ok(r["start"], r["nodes"]) for r in judged)
+    change_ok = all(_writes_ok(r["change"], r["change"]["changed_profiles"]) for r in judged)
+    quiet = [
+        (r[key]["label_writes_operator_metric"], _api_writes(r[key]), r[key]["watch"])
+        for r in judged
+        for key, _ in HEARTBEAT_PHASES
+        if key in r
+    ]
+    quiet_ok = all(m == 0 and a == 0 and w["label_changing_events"] == 0 for m, a, w in quiet)
+    rows = [
+        [
+            f"all {n} nodes labelled right ≤ {TARGET_LABELS_S:.0f} s after start (ready included)",
+            spread(labelled, " s"),
+            _verdict(
+                max(labelled) <= TARGET_LABELS_S,
+                f"worst {max(labelled):.1f} s = {max(labelled) / TARGET_LABELS_S:.0%} of the "
+                "budget",
+            ),
+        ],
+        [
+            "exactly 1 write per node at start",
+            _writes_summary([r["start"] for r in judged]),
+            _verdict(start_ok, "watch: label changes per node; operator metric; audit"),
+        ],
+        [
+            f"10% change converged ≤ {TARGET_CHANGE_S:.0f} s after the first changed profile "
+            "was sent",
+            spread(converged, " s"),
+            _verdict(
+                max(converged) <= TARGET_CHANGE_S,
+                f"worst {max(converged):.1f} s = {max(converged) / TARGET_CHANGE_S:.0%} of "
+                "the budget",
+            ),
+        ],
+        [
+            "exactly 1 write per changed node (10% change)",
+            _writes_summary([r["change"] for r in judged]),
+            _verdict(change_ok, "same three counts"),
+        ],
+        [
+            "0 label writes while nothing changes (heartbeat phases)",
+            f"{sum(m for m, _, _ in quiet)} (operator metric), {sum(a for _, a, _ in quiet)} "
+            f"(audit), {sum(w['label_changing_events'] for _, _, w in quiet)} (watch) over "
+            f"{len(quiet)} phase(s)",
+            _verdict(quiet_ok and bool(quiet), "the same three counts, every phase"),
+        ],
+        [
+            f"operator peak memory ≤ {TARGET_PEAK_MB:.0f} MB",
+            spread(peaks, " MB"),
+            _verdict(
+                max(peaks) <= TARGET_PEAK_MB,
+                f"worst {max(peaks):.0f} MB = {max(peaks) / MIB * MB:.0f} MiB",
+            ),
+        ],
+    ]
+    return rows
+
+
+def _latency_section(result: dict[str, Any]) -> list[str]:
+    """The API server's own latency for the requests of each phase (its histogram)."""
+    rows = []
+    for key, title in (
+        ("start", "start"),
+        ("change", "10% change"),
+        ("heartbeats", "heartbeats"),
+        ("legacy_heartbeats", "heartbeats, old way"),
+    ):
+        phase = result.get(key) or {}
+        for request, found in (phase.get("apiserver_latency") or {}).items():
+            rows.append(
+                [
+                    title,
+                    request,
+                    found["p50"].get("count"),
+                    found["p50"].get("value_ms"),
+                    found["p99"].get("value_ms"),
+                    found["p99"].get("bucket_ms"),
+                ]
+            )
+    if not rows:
+        return []
+    return [
+        "",
+        "The API server's own latency per request (`apiserver_request_duration_seconds`, "
+        "interpolated in its buckets), in ms:",
+        "",
+        table(["phase", "request", "count", "p50", "p99", "p99 bucket"], rows),
     ]

@@ -1,8 +1,10 @@
 """Putting the benchmark fleet on the plane: CRDs, nodes, profiles, all in parallel.
 
-Creating 2,000 nodes and profiles is 6,000 API calls (node, profile, profile
-status); they go out 32 at a time over one keep-alive pool, which is what the
-API server and etcd on 2 cores take without queueing for long. The fleet is
+Creating 2,000 nodes and profiles is 8,000 API calls (node, profile, profile
+status, the agent's heartbeat Lease); they go out 32 nodes at a time over one
+keep-alive pool, which is what the API server and etcd on 2 cores take without
+queueing for long. Each node's agent starts renewing its Lease as soon as it
+has created it (benchmarks.agentleases), as a real one would. The fleet is
 only handed to the operator once kwok has made every node Ready and the
 node-lifecycle controller has lifted its not-ready taint, so the operator
 starts against a settled cluster and nothing else is writing nodes meanwhile.
@@ -20,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from benchmarks.agentleases import LeaseAgents
 from benchmarks.gpufleet import PlannedNode
 from benchmarks.kubeapi import CRDS, MERGE_PATCH, PROFILES, Api
 
@@ -54,20 +57,28 @@ async def put_profile_status(api: Api, planned: PlannedNode) -> None:
     )
 
 
-async def create_node_and_profile(api: Api, planned: PlannedNode) -> None:
-    await api.call("POST", "/api/v1/nodes", planned.node)
+async def create_node_and_profile(
+    api: Api, planned: PlannedNode, agents: LeaseAgents | None = None
+) -> None:
+    """The node, then its agent's first round: the profile, its status, its heartbeat Lease
+    (after which the agent renews the Lease on its interval and leaves the profile alone)."""
+    node = await api.call("POST", "/api/v1/nodes", planned.node)
     await api.call("POST", PROFILES, planned.profile_spec)
     await put_profile_status(api, planned)
+    if agents is not None:
+        await agents.add(planned.name, (node.get("metadata") or {}).get("uid"))
 
 
-async def create_fleet(api: Api, fleet: Sequence[PlannedNode]) -> float:
-    """Create every node and profile; returns the seconds it took."""
+async def create_fleet(
+    api: Api, fleet: Sequence[PlannedNode], agents: LeaseAgents | None = None
+) -> float:
+    """Create every node and profile (and Lease); returns the seconds it took."""
     started = time.monotonic()
     semaphore = asyncio.Semaphore(CREATE_CONCURRENCY)
 
     async def one(planned: PlannedNode) -> None:
         async with semaphore:
-            await create_node_and_profile(api, planned)
+            await create_node_and_profile(api, planned, agents)
 
     await asyncio.gather(*(one(p) for p in fleet))
     return time.monotonic() - started
@@ -110,8 +121,8 @@ async def ensure_namespace(api: Api, name: str, labels: dict[str, str] | None = 
 
 
 async def put_heartbeat(api: Api, planned: PlannedNode) -> None:
-    """What an agent sends when nothing but the heartbeat changed (maxtune.agent.kube):
-    a merge patch of `status.heartbeatTime` alone."""
+    """What an agent before 0.2 (or one run without a Lease namespace) sends when nothing but
+    the heartbeat changed (maxtune.agent.kube): a merge patch of `status.heartbeatTime`."""
     beat = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     await api.call(
         "PATCH",
@@ -122,9 +133,9 @@ async def put_heartbeat(api: Api, planned: PlannedNode) -> None:
 
 
 async def heartbeat_round(api: Api, fleet: Sequence[PlannedNode], period_s: float) -> float:
-    """Every agent publishes once, spread evenly over `period_s`, oldest first, as agents on
-    their 60 s default period do; returns the seconds it took. Cancelling it cancels the
-    updates in flight."""
+    """Every agent heartbeats once in its profile (the old way), spread evenly over
+    `period_s`, oldest first, as agents on their 60 s default period do; returns the seconds
+    it took. Cancelling it cancels the updates in flight."""
     started = time.monotonic()
     gap = period_s / max(1, len(fleet))
     pending: set[asyncio.Task[None]] = set()
@@ -144,9 +155,3 @@ async def heartbeat_round(api: Api, fleet: Sequence[PlannedNode], period_s: floa
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*pending, return_exceptions=True)
     return time.monotonic() - started
-
-
-async def heartbeats_forever(api: Api, fleet: Sequence[PlannedNode], period_s: float) -> None:
-    """Agents heartbeating in the background until cancelled."""
-    while True:
-        await heartbeat_round(api, fleet, period_s)

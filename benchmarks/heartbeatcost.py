@@ -1,66 +1,141 @@
-"""What one agent heartbeat costs the API server, by the way it is written.
+"""What one agent heartbeat costs the API server and etcd: the profile way against the Lease way.
 
-    python -m benchmarks.heartbeatcost [--profiles 400] [--rate 40] [--seconds 15] [--rounds 2]
+    python -m benchmarks.heartbeatcost [--profiles 400] [--rate 40] [--seconds 15] [--rounds 3]
+        [--ways profile lease] [--pprof DIR] [--out docs/benchmarks]
 
-One plane (the benchmarks' tuning), the CRDs and `--profiles` profiles of the
-benchmark fleet. Then heartbeats at `--rate` per second, written three ways in
-turn, the order reversed every other round so drift hits each alike:
+One plane (the benchmarks' tuning), the CRDs, `--profiles` nodes of the
+benchmark fleet, each with its GPUNodeProfile (status ~8.7 KB) and its agent's
+heartbeat Lease, and the operator's two watches on them (profiles; Leases by
+the agents' label), read and thrown away by this process, so every write is
+also encoded for a watcher as in a cluster. Then heartbeats at `--rate` per
+second for `--seconds`, one way after another, the order reversed every other
+round so drift hits each alike, and a window of the same length with no
+heartbeat at all (the plane's own idle CPU, subtracted from each way):
 
-- GET + PUT of the whole status (what the agent did before it patched);
-- a merge patch of the whole status;
-- a merge patch of `status.heartbeatTime` alone (what the agent sends now when
-  nothing else changed).
+- `profile`: what agents before 0.2 send every round, and an agent without a
+  Lease namespace still does (maxtune.agent.kube.KubeSink._heartbeat): a merge
+  patch of the profile's `status.heartbeatTime`, conditional on the
+  resourceVersion of its own last write;
+- `lease`: what agents send now (KubeSink._renew): a PUT of the node's Lease
+  as the last answer left it, with a new renewTime;
+- `status-put`, `status-patch` (history): a GET and PUT of the whole status,
+  and a merge patch of the whole status.
 
-Measured: kube-apiserver and etcd CPU seconds per heartbeat (psutil, the
-processes' own user + system time). The figures are quoted in
-docs/benchmarks/webhook.md; this prints them and writes nothing.
+Measured: kube-apiserver and etcd CPU (psutil: the processes' user + system
+time) per heartbeat, net of idle. An agent heartbeats once a minute by default,
+so CPU ms per heartbeat is also CPU ms per node per minute; the fleet-wide
+cores at 5,000 nodes follow. Written to data/heartbeatcost-*.json and
+heartbeatcost.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
+import statistics
 import sys
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psutil
 
-from benchmarks.benchplane import bench_plane
-from benchmarks.fleetsetup import install_crds, put_profile_status
+from benchmarks import apimetrics, report
+from benchmarks.agentleases import LEASES, new_lease, renewed
+from benchmarks.benchplane import bench_plane, result_header
+from benchmarks.fleetsetup import ensure_namespace, install_crds, put_profile_status
 from benchmarks.gpufleet import PlannedNode, plan_node
+from benchmarks.heartbeatreport import render
 from benchmarks.kubeapi import MERGE_PATCH, PROFILES, Api, Credentials
+from benchmarks.procstat import load_average
+from maxtune.contract.names import AGENT_LEASE_SELECTOR
 
-Write = Callable[[Api, PlannedNode], Coroutine[Any, Any, None]]
+NAMESPACE = "maxtune-system"
+INTERVAL_S = 60.0  # the agent's default heartbeat interval
+FLEET_NODES = 5000  # the fleet size the per-node cost is scaled to
 
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def get_put(api: Api, planned: PlannedNode) -> None:
-    obj = await api.call("GET", f"{PROFILES}/{planned.name}")
-    obj["status"] = {**planned.profile_status["status"], "heartbeatTime": _now()}
-    await api.call("PUT", f"{PROFILES}/{planned.name}/status", obj)
+class Agents:
+    """The agents' side of each way: what they last wrote, so the next write is theirs."""
+
+    def __init__(self, api: Api, fleet: list[PlannedNode]) -> None:
+        self.api = api
+        self.fleet = fleet
+        self.profile_versions: dict[str, str] = {}
+        self.leases: dict[str, dict[str, Any]] = {}
+
+    async def create(self) -> None:
+        for planned in self.fleet:
+            node = await self.api.call("POST", "/api/v1/nodes", planned.node)
+            await self.api.call("POST", PROFILES, planned.profile_spec)
+            await put_profile_status(self.api, planned)
+            answer = await self.api.call("GET", f"{PROFILES}/{planned.name}")
+            self.profile_versions[planned.name] = answer["metadata"]["resourceVersion"]
+            body = new_lease(
+                NAMESPACE, planned.name, node["metadata"]["uid"], INTERVAL_S, datetime.now(UTC)
+            )
+            self.leases[planned.name] = await self.api.call(
+                "POST", LEASES.format(namespace=NAMESPACE), body
+            )
+
+    async def profile(self, planned: PlannedNode) -> None:
+        patch = {
+            "metadata": {"resourceVersion": self.profile_versions[planned.name]},
+            "status": {"heartbeatTime": _now()},
+        }
+        answer = await self.api.call(
+            "PATCH", f"{PROFILES}/{planned.name}/status", patch, content_type=MERGE_PATCH
+        )
+        self.profile_versions[planned.name] = answer["metadata"]["resourceVersion"]
+
+    async def lease(self, planned: PlannedNode) -> None:
+        name = planned.name
+        body = renewed(self.leases[name], name, INTERVAL_S, datetime.now(UTC))
+        path = f"{LEASES.format(namespace=NAMESPACE)}/{name}"
+        self.leases[name] = await self.api.call("PUT", path, body)
+
+    async def status_put(self, planned: PlannedNode) -> None:
+        obj = await self.api.call("GET", f"{PROFILES}/{planned.name}")
+        obj["status"] = {**planned.profile_status["status"], "heartbeatTime": _now()}
+        answer = await self.api.call("PUT", f"{PROFILES}/{planned.name}/status", obj)
+        self.profile_versions[planned.name] = answer["metadata"]["resourceVersion"]
+
+    async def status_patch(self, planned: PlannedNode) -> None:
+        body = {"status": {**planned.profile_status["status"], "heartbeatTime": _now()}}
+        answer = await self.api.call(
+            "PATCH", f"{PROFILES}/{planned.name}/status", body, content_type=MERGE_PATCH
+        )
+        self.profile_versions[planned.name] = answer["metadata"]["resourceVersion"]
+
+    def ways(self) -> dict[str, Callable[[PlannedNode], Coroutine[Any, Any, None]]]:
+        return {
+            "profile": self.profile,
+            "lease": self.lease,
+            "status-put": self.status_put,
+            "status-patch": self.status_patch,
+        }
 
 
-async def patch_status(api: Api, planned: PlannedNode) -> None:
-    body = {"status": {**planned.profile_status["status"], "heartbeatTime": _now()}}
-    await api.call("PATCH", f"{PROFILES}/{planned.name}/status", body, content_type=MERGE_PATCH)
+WAYS = ("profile", "lease", "status-put", "status-patch")
 
 
-async def patch_heartbeat(api: Api, planned: PlannedNode) -> None:
-    body = {"status": {"heartbeatTime": _now()}}
-    await api.call("PATCH", f"{PROFILES}/{planned.name}/status", body, content_type=MERGE_PATCH)
-
-
-WAYS: dict[str, Write] = {
-    "GET + PUT status": get_put,
-    "merge patch, whole status": patch_status,
-    "merge patch, heartbeatTime": patch_heartbeat,
-}
+async def _drain(api: Api, path: str, query: dict[str, str]) -> None:
+    """A watch whose events are read and dropped: the API server encodes and sends each."""
+    params = {"watch": "1", "allowWatchBookmarks": "true", "timeoutSeconds": "3600", **query}
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+    async with api.session.get(path, params=params, timeout=timeout) as response:
+        response.raise_for_status()
+        async for _ in response.content.iter_chunked(1 << 16):
+            pass
 
 
 def _cpu(process: psutil.Process) -> float:
@@ -69,13 +144,13 @@ def _cpu(process: psutil.Process) -> float:
 
 
 async def measure(
-    api: Api,
     fleet: list[PlannedNode],
-    write: Write,
+    write: Callable[[PlannedNode], Coroutine[Any, Any, None]] | None,
     args: argparse.Namespace,
     procs: dict[str, psutil.Process],
 ) -> dict[str, float]:
-    """Heartbeats at the set rate for the set time; CPU ms per heartbeat by process."""
+    """Heartbeats at the set rate for the set time (None: none, the idle window); CPU ms
+    per heartbeat slot by process."""
     before = {name: _cpu(p) for name, p in procs.items()}
     count = int(args.rate * args.seconds)
     started = time.monotonic()
@@ -84,41 +159,152 @@ async def measure(
         delay = started + i / args.rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(write(api, fleet[i % len(fleet)])))
+        if write is not None:
+            tasks.append(asyncio.create_task(write(fleet[i % len(fleet)])))
     await asyncio.gather(*tasks)
+    await asyncio.sleep(max(0.0, started + args.seconds - time.monotonic()))
     return {name: (_cpu(p) - before[name]) * 1e3 / count for name, p in procs.items()}
 
 
-async def run(args: argparse.Namespace) -> None:
-    with bench_plane() as plane:
-        procs = {name: psutil.Process(plane.pids()[name]) for name in ("kube-apiserver", "etcd")}
-        async with Api(Credentials.from_kubeconfig(plane.kubeconfig)) as api:
-            await install_crds(api)
-            fleet = [plan_node(i) for i in range(args.profiles)]
-            for planned in fleet:
-                await api.call("POST", PROFILES, planned.profile_spec)
-                await put_profile_status(api, planned)
-            print(f"{args.profiles} profiles; {args.rate:g} heartbeats/s for {args.seconds:g} s")
+def summarize(rounds: list[dict[str, Any]], ways: list[str]) -> dict[str, Any]:
+    """Per way: the median over rounds of CPU ms per heartbeat, net of the idle window."""
+    found: dict[str, Any] = {}
+    for way in ways:
+        net = {
+            proc: [r["net_ms"][way][proc] for r in rounds] for proc in ("kube-apiserver", "etcd")
+        }
+        median = {proc: round(statistics.median(v), 3) for proc, v in net.items()}
+        total = median["kube-apiserver"] + median["etcd"]
+        found[way] = {
+            "net_ms_per_heartbeat": median,
+            "net_ms_per_heartbeat_rounds": {p: [round(x, 3) for x in v] for p, v in net.items()},
+            # one heartbeat a minute per node: ms per heartbeat == CPU ms per node per minute
+            "cpu_ms_per_node_per_minute": round(total * 60.0 / INTERVAL_S, 3),
+            f"cores_at_{FLEET_NODES}_nodes": round(FLEET_NODES * total / (INTERVAL_S * 1e3), 3),
+        }
+    if "profile" in found and "lease" in found:
+        per_round = [
+            (r["net_ms"]["profile"]["kube-apiserver"] + r["net_ms"]["profile"]["etcd"])
+            / max(1e-9, r["net_ms"]["lease"]["kube-apiserver"] + r["net_ms"]["lease"]["etcd"])
+            for r in rounds
+        ]
+        found["profile_over_lease"] = {
+            "per_round": [round(x, 2) for x in per_round],
+            "median": round(statistics.median(per_round), 2),
+            "apiserver_only_median": round(
+                statistics.median(
+                    r["net_ms"]["profile"]["kube-apiserver"]
+                    / max(1e-9, r["net_ms"]["lease"]["kube-apiserver"])
+                    for r in rounds
+                ),
+                2,
+            ),
+        }
+    return found
+
+
+async def run(args: argparse.Namespace, result: dict[str, Any], plane: Any) -> None:
+    procs = {name: psutil.Process(plane.pids()[name]) for name in ("kube-apiserver", "etcd")}
+    async with Api(Credentials.from_kubeconfig(plane.kubeconfig)) as api:
+        await install_crds(api)
+        await ensure_namespace(api, NAMESPACE)
+        fleet = [plan_node(i) for i in range(args.profiles)]
+        agents = Agents(api, fleet)
+        await agents.create()
+        profile = await api.call("GET", f"{PROFILES}/{fleet[0].name}")
+        result["object_bytes"] = {
+            "profile": len(json.dumps(profile)),
+            "lease": len(json.dumps(agents.leases[fleet[0].name])),
+        }
+        watches = [
+            asyncio.create_task(_drain(api, PROFILES, {})),
+            asyncio.create_task(
+                _drain(
+                    api,
+                    LEASES.format(namespace=NAMESPACE),
+                    {"labelSelector": AGENT_LEASE_SELECTOR},
+                )
+            ),
+        ]
+        print(
+            f"{args.profiles} nodes with profiles and Leases, 2 watches; "
+            f"{args.rate:g} heartbeats/s for {args.seconds:g} s per way",
+            flush=True,
+        )
+        writes = agents.ways()
+        rounds = []
+        try:
             for round_no in range(args.rounds):
-                ways = list(WAYS.items())
-                for name, write in ways if round_no % 2 == 0 else reversed(ways):
+                order = ["idle", *args.ways]
+                if round_no % 2:
+                    order.reverse()
+                measured: dict[str, dict[str, float]] = {}
+                for way in order:
                     await asyncio.sleep(2)
-                    cost = await measure(api, fleet, write, args, procs)
+                    profile = None
+                    if args.pprof is not None and round_no == 0 and way != "idle":
+                        seconds = max(1, int(args.seconds))
+                        path = args.pprof / f"apiserver-heartbeat-{way}.pprof"
+                        profile = asyncio.create_task(apimetrics.pprof(api, seconds, path))
+                    measured[way] = await measure(
+                        fleet, None if way == "idle" else writes[way], args, procs
+                    )
+                    if profile is not None:
+                        await profile
+                idle = measured["idle"]
+                net = {way: {p: measured[way][p] - idle[p] for p in procs} for way in args.ways}
+                rounds.append({"round": round_no, "raw_ms": measured, "net_ms": net})
+                for way in args.ways:
                     print(
-                        f"  round {round_no} {name:28s} kube-apiserver "
-                        f"{cost['kube-apiserver']:5.2f} ms, etcd {cost['etcd']:5.2f} ms "
-                        "per heartbeat",
+                        f"  round {round_no} {way:12s} kube-apiserver "
+                        f"{net[way]['kube-apiserver']:6.2f} ms, etcd {net[way]['etcd']:5.2f} ms "
+                        f"per heartbeat (net of idle {idle['kube-apiserver']:.2f} / "
+                        f"{idle['etcd']:.2f})",
                         flush=True,
                     )
+        finally:
+            for task in watches:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*watches, return_exceptions=True)
+    result["rounds"] = rounds
+    result["summary"] = summarize(rounds, list(args.ways))
+    ratio = result["summary"].get("profile_over_lease")
+    if ratio:
+        print(f"  profile / lease (API server + etcd CPU): median {ratio['median']}x", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.heartbeatcost", description=__doc__)
     parser.add_argument("--profiles", type=int, default=400)
     parser.add_argument("--rate", type=float, default=40.0)
     parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--rounds", type=int, default=2)
-    asyncio.run(run(parser.parse_args(sys.argv[1:] if argv is None else argv)))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ways", nargs="+", choices=WAYS, default=["profile", "lease"])
+    parser.add_argument("--pprof", type=Path, help="folder for kube-apiserver CPU profiles")
+    parser.add_argument("--out", type=Path, default=report.DOCS, help="docs folder to write to")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.pprof is not None:
+        args.pprof.mkdir(parents=True, exist_ok=True)
+    with bench_plane(profiling=args.pprof is not None) as plane:
+        result = result_header("heartbeatcost", plane, args.profiles)
+        result["settings"] = {
+            "profiles": args.profiles,
+            "rate": args.rate,
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+            "ways": list(args.ways),
+            "interval_s": INTERVAL_S,
+        }
+        asyncio.run(run(args, result, plane))
+    result["environment"]["load_average_end"] = load_average()
+    path = report.write_json("heartbeatcost", result, args.out)
+    page = report.update_markdown("heartbeatcost", "Heartbeat cost", render, args.out)
+    print(f"wrote {path} and {page}", flush=True)
     return 0
 
 

@@ -1,29 +1,33 @@
-"""The admission webhook under load, straight and through the API server.
+"""The admission webhook under load, straight and through the API server, against references.
 
-    python -m benchmarks.webhook [--nodes 2000] [--rounds 3] [--out docs/benchmarks]
+    python -m benchmarks.webhook [--nodes 2000] [--rounds 3] [--client vegeta|python]
+        [--arms maxtune reference reference-go-h2 reference-go-h1 bare] [--pprof DIR]
+        [--out docs/benchmarks]
 
 One plane with the benchmark fleet (2,000 kwok GPU nodes with profiles, all
-labelled by the operator before anything is measured) and the real
-`maxtune operator` process serving TLS on 127.0.0.1.
+labelled by the operator before anything is measured; their agents renew
+heartbeat Leases throughout), the real `maxtune operator` process serving TLS
+on 127.0.0.1, and the reference webhooks (benchmarks.webhookarms).
 
-(a) direct: AdmissionReviews posted to https://127.0.0.1:PORT/mutate by the
-load generator (benchmarks/loadgen.py, its own process): open loop at 50,
-100, 200 and 400 requests/s, closed loop at concurrency 1, 10 and 50. Each
-step is measured client-side (exact samples) and server-side (the operator's
-`maxtune_operator_admission_duration_seconds` histogram, read before and after). The
-whole sequence runs `--rounds` times; the spread between rounds is reported.
+(a) direct: AdmissionReviews posted to https://127.0.0.1:PORT/mutate by a load
+generator in its own process, vegeta by default (benchmarks/vegeta.py; the
+hand-written Python one, benchmarks/loadgen.py, with `--client python`): open
+loop at 50, 100, 200 and 500 requests/s, closed loop at concurrency 1, 10 and
+50. Each step is measured client-side (exact samples) and server-side (the
+operator's `maxtune_operator_admission_duration_seconds` histogram, read before
+and after). The whole sequence runs `--rounds` times; the spread between rounds
+is reported.
 
-(b) end to end: pods created through the API server by 50 concurrent
-creators (benchmarks/creators.py, its own process), with the webhook
-registered and without it, on the same plane in alternating phases
-(with/bare, bare/with, ...), so drift on a shared machine hits both arms.
+(b) end to end (benchmarks.webhooke2e): pods created through the API server by
+concurrent creators (benchmarks/creators.py, its own process), arm by arm on
+the same plane, the order rotated every round, so drift on a shared machine
+hits every arm alike. maxtune's additions are read against the reference's.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import sys
 import tempfile
@@ -31,27 +35,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import apimetrics, hotpath, report, reviews, stats
+from benchmarks import hotpath, report, reviews, stats
+from benchmarks.agentleases import LeaseAgents
 from benchmarks.benchplane import bench_plane, prepare_fleet, result_header
-from benchmarks.fleetsetup import ensure_namespace, heartbeats_forever
 from benchmarks.kubeapi import Api, Credentials
 from benchmarks.nodewatch import NodeWatcher
 from benchmarks.procstat import CpuWindow, RssSampler, cpu_seconds, load_average
-from benchmarks.webhookparts import (
-    delete_pods,
-    preflight,
-    run_child,
-    set_webhook,
-    webhook_configuration,
-)
+from benchmarks.vegeta import Vegeta
+from benchmarks.webhookarms import ARMS, REFERENCES, Arm, ReferenceProcess, maxtune_arm
+from benchmarks.webhooke2e import end_to_end
+from benchmarks.webhookparts import preflight, run_child
 from benchmarks.webhookreport import render
 from maxtune_dev.localplane import LocalPlane
 from maxtune_dev.testkit.operator import OperatorProcess, WebhookPki, write_pki
 
 OPERATOR_NAMESPACE = "maxtune-system"
-E2E_NAMESPACE = "bench-e2e"
 HISTOGRAM = "maxtune_operator_admission_duration_seconds"
-WEBHOOK_NAME = "pod-opt-in.webhook.maxtune.io"
 
 
 async def wait_idle(pid: int, *, below: float = 0.05, timeout_s: float = 120) -> float:
@@ -91,30 +90,52 @@ def direct_steps(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 async def direct(
-    op: OperatorProcess, pki: WebhookPki, pids: dict[str, int], args: argparse.Namespace
+    op: OperatorProcess,
+    pki: WebhookPki,
+    pids: dict[str, int],
+    args: argparse.Namespace,
+    work: Path,
 ) -> dict[str, Any]:
     bodies = reviews.mixed_bodies()
     shapes = await preflight(op.webhook_url, pki.ca_cert, bodies)
+    expect = {k: v["patched"] for k, v in shapes.items()}
+    client = None
+    if args.client == "vegeta":
+        folder = work / "vegeta"
+        folder.mkdir(exist_ok=True)
+        client = Vegeta(
+            op.webhook_url,
+            pki.ca_cert,
+            bodies=bodies,
+            expect_patch=expect,
+            order=reviews.rotation(),
+            work=folder,
+        )
     steps = []
     for round_no in range(args.rounds):
         for step in direct_steps(args):
             before = stats.histogram(op.samples(), HISTOGRAM)
             window = CpuWindow({**pids, "operator": op.pid}).start()
-            config = {
-                "url": op.webhook_url,
-                "ca": str(pki.ca_cert),
-                "bodies": {k: v.decode() for k, v in bodies.items()},
-                "expect_patch": {k: v["patched"] for k, v in shapes.items()},
-                "order": reviews.rotation(),
-                "step": step,
-            }
-            result, _ = await asyncio.to_thread(run_child, "benchmarks.loadgen", config)
+            if client is not None:
+                result = await asyncio.to_thread(client.step, step)
+            else:
+                config = {
+                    "url": op.webhook_url,
+                    "ca": str(pki.ca_cert),
+                    "bodies": {k: v.decode() for k, v in bodies.items()},
+                    "expect_patch": expect,
+                    "order": reviews.rotation(),
+                    "step": step,
+                }
+                result, _ = await asyncio.to_thread(run_child, "benchmarks.loadgen", config)
+                result["client"] = "python"
             result["cpu"] = window.stop()
             server = stats.histogram_delta(stats.histogram(op.samples(), HISTOGRAM), before)
             result["round"] = round_no
             result["server"] = {
                 "p50": stats.histogram_quantile(server, 0.50),
                 "p99": stats.histogram_quantile(server, 0.99),
+                "share_within_2ms": stats.fraction_at_most(server, 0.002),
                 "share_within_5ms": stats.fraction_at_most(server, 0.005),
                 "buckets": {str(k): v for k, v in server.items()},
             }
@@ -126,198 +147,83 @@ async def direct(
                 f"errors {result['error_count']}, server p99 "
                 f"{result['server']['p99'].get('value_ms')} ms, "
                 f"operator {result['cpu']['cores_used']['operator']:.2f} cores, "
-                f"loadgen {result['client_cpu_s'] / max(result['window_s'], 1e-9):.2f} cores",
+                f"{result['client']} {result['client_cpu_s'] / max(result['window_s'], 1e-9):.2f}"
+                " cores",
                 flush=True,
             )
-    return {"shapes": shapes, "mix": reviews.MIX, "steps": steps}
-
-
-async def end_to_end(
-    api: Api,
-    *,
-    plane: LocalPlane,
-    op: OperatorProcess,
-    pki: WebhookPki,
-    pids: dict[str, int],
-    args: argparse.Namespace,
-) -> dict[str, Any]:
-    await ensure_namespace(api, E2E_NAMESPACE)
-    config = webhook_configuration(op.webhook_url, pki.ca_pem, ["kube-system", OPERATOR_NAMESPACE])
-    phases = []
-    for load in args.e2e_loads:
-        concurrency, rate = parse_load(load)
-        for round_no in range(args.rounds):
-            order = ("webhook", "bare") if round_no % 2 == 0 else ("bare", "webhook")
-            for arm in order:
-                toggle_s = await set_webhook(
-                    api, E2E_NAMESPACE, config if arm == "webhook" else None
-                )
-                await asyncio.sleep(1)
-                before_api = await apimetrics.scrape(api)
-                before_op = stats.histogram(op.samples(), HISTOGRAM)
-                window = CpuWindow({**pids, "operator": op.pid}).start()
-                creators = {
-                    "kubeconfig": str(plane.kubeconfig),
-                    "namespace": E2E_NAMESPACE,
-                    "prefix": f"c{concurrency}-{int(rate)}-r{round_no}-{arm}",
-                    "count": args.e2e_pods,
-                    "concurrency": concurrency,
-                    "rate": rate,
-                }
-                result, _ = await asyncio.to_thread(run_child, "benchmarks.creators", creators)
-                result["cpu"] = window.stop()
-                after_api = await apimetrics.scrape(api)
-                seen_by_api = stats.histogram_delta(
-                    stats.histogram(after_api, apimetrics.WEBHOOK_DURATION, {"name": WEBHOOK_NAME}),
-                    stats.histogram(
-                        before_api, apimetrics.WEBHOOK_DURATION, {"name": WEBHOOK_NAME}
-                    ),
-                )
-                server = stats.histogram_delta(stats.histogram(op.samples(), HISTOGRAM), before_op)
-                result.update(
-                    load=load,
-                    arm=arm,
-                    round=round_no,
-                    toggle_s=round(toggle_s, 2),
-                    apiserver_webhook_call={
-                        "p50": stats.histogram_quantile(seen_by_api, 0.5),
-                        "p99": stats.histogram_quantile(seen_by_api, 0.99),
-                        "share_within_5ms": stats.fraction_at_most(seen_by_api, 0.005),
-                        "share_within_25ms": stats.fraction_at_most(seen_by_api, 0.025),
-                    },
-                    operator_handler={"p99": stats.histogram_quantile(server, 0.99)},
-                    cleanup_s=round(await delete_pods(api, E2E_NAMESPACE), 2),
-                )
-                phases.append(result)
-                lat = result["latency"]
-                print(
-                    f"  e2e {load_name(load):>16} round {round_no} {arm:>7}: "
-                    f"{result['creates_per_s']:6.1f} creates/s p50 {lat.get('p50_ms')} "
-                    f"p99 {lat.get('p99_ms')} max {lat.get('max_ms')} ms, mutated "
-                    f"{result['mutated']}/{result['created']}, errors {result['errors']}",
-                    flush=True,
-                )
-                await asyncio.sleep(2)
-    await set_webhook(api, E2E_NAMESPACE, None)
-    return {"phases": phases, "summary": summarize_e2e(phases)}
-
-
-def parse_load(text: str) -> tuple[int, float]:
-    """ "50": 50 creators in a closed loop; "50@25": 50 creators paced to 25 pods/s in all."""
-    concurrency, _, rate = text.partition("@")
-    return int(concurrency), float(rate or 0)
-
-
-def load_name(text: str) -> str:
-    concurrency, rate = parse_load(text)
-    return f"{concurrency} creators" + (f" at {rate:g}/s" if rate else "")
-
-
-def summarize_e2e(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per load: both arms pooled over rounds, the p99 overhead per round, CPU per pod."""
-    found = []
-    for load in dict.fromkeys(p["load"] for p in phases):
-        mine = [p for p in phases if p["load"] == load]
-        pooled = {
-            arm: stats.latency_summary(
-                x / 1e3 for p in mine if p["arm"] == arm for x in p["latencies_ms"]
-            )
-            for arm in ("webhook", "bare")
-        }
-        rounds = sorted({p["round"] for p in mine})
-        per_round = []
-        for r in rounds:
-            arms = {p["arm"]: p["latency"] for p in mine if p["round"] == r}
-            per_round.append(
-                {
-                    "round": r,
-                    "p50_overhead_ms": round(arms["webhook"]["p50_ms"] - arms["bare"]["p50_ms"], 2),
-                    "p99_overhead_ms": round(arms["webhook"]["p99_ms"] - arms["bare"]["p99_ms"], 2),
-                }
-            )
-        cpu_per_pod = {
-            arm: {
-                name: round(
-                    sum(p["cpu"]["cpu_s"].get(name, 0.0) for p in mine if p["arm"] == arm)
-                    / max(1, sum(p["created"] for p in mine if p["arm"] == arm))
-                    * 1e3,
-                    3,
-                )
-                for name in mine[0]["cpu"]["cpu_s"]
-            }
-            for arm in ("webhook", "bare")
-        }
-        found.append(
-            {
-                "load": load,
-                "name": load_name(load),
-                "concurrency": parse_load(load)[0],
-                "rate": parse_load(load)[1] or None,
-                "cpu_ms_per_pod": cpu_per_pod,
-                "webhook": pooled["webhook"],
-                "bare": pooled["bare"],
-                "p50_overhead_ms": round(pooled["webhook"]["p50_ms"] - pooled["bare"]["p50_ms"], 2),
-                "p99_overhead_ms": round(pooled["webhook"]["p99_ms"] - pooled["bare"]["p99_ms"], 2),
-                "per_round": per_round,
-            }
-        )
-    return found
+    return {"shapes": shapes, "mix": reviews.MIX, "steps": steps, "client": args.client}
 
 
 async def run_on(plane: LocalPlane, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     credentials = Credentials.from_kubeconfig(plane.kubeconfig)
     result = result_header("webhook", plane, args.nodes)
     async with Api(credentials) as api:
-        prepared = await prepare_fleet(plane, api, args.nodes)
-        result["setup"] = prepared.timings
-        await ensure_namespace(api, OPERATOR_NAMESPACE)
-        watcher = NodeWatcher(api)
-        await watcher.start()
-        watcher.expect({p.name: p.expected for p in prepared.nodes})
-        pki = write_pki(work / "pki")
-        op = OperatorProcess(
-            plane.kubeconfig,
-            pki,
-            OPERATOR_NAMESPACE,
-            work,
-            identity="bench-operator",
-            timings="chart",
-        )
-        op.start(wait=False)
-        rss = RssSampler(op.pid).start()
-        pids = {**plane.pids(), "driver": os.getpid()}
+        # The fleet's agents renew their heartbeat Leases from setup to the end, as real ones do.
+        agents = LeaseAgents(api, OPERATOR_NAMESPACE, interval_s=args.heartbeat_s)
+        result["agent_interval_s"] = args.heartbeat_s
         try:
-            await asyncio.to_thread(op.wait_ready)
-            await watcher.wait_all_right(args.timeout_s)
-            await watcher.stop()
-            result["labelled_s"] = round(time.monotonic() - op.started_at, 2)
-            print(f"  operator up, {args.nodes} nodes labelled", flush=True)
-            result["operator_idle_after_s"] = round(await wait_idle(op.pid), 1)
-            beats = None
-            if args.heartbeat_s > 0:  # agents keep publishing while the webhook is measured
-                beats = asyncio.create_task(
-                    heartbeats_forever(api, prepared.nodes, args.heartbeat_s)
-                )
-                result["background_heartbeat_period_s"] = args.heartbeat_s
-            try:
-                if not args.skip_direct:
-                    result["direct"] = await direct(op, pki, pids, args)
-                if args.e2e_pods > 0:
-                    result["e2e"] = await end_to_end(
-                        api, plane=plane, op=op, pki=pki, pids=pids, args=args
-                    )
-            finally:
-                if beats is not None:
-                    beats.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await beats
-            result["operator_peak_rss_mib"] = round(rss.peak / 2**20, 1)
+            await _run_with_agents(plane, api, agents, args=args, work=work, result=result)
         finally:
-            rss.stop()
-            op.stop()
-            result["operator_log_tail"] = op.tail(15).splitlines()
+            await agents.stop()
+            result["agent_lease_counts"] = dict(agents.counts)
     result["environment"]["load_average_end"] = load_average()
     return result
+
+
+async def _run_with_agents(
+    plane: LocalPlane,
+    api: Api,
+    agents: LeaseAgents,
+    *,
+    args: argparse.Namespace,
+    work: Path,
+    result: dict[str, Any],
+) -> None:
+    prepared = await prepare_fleet(plane, api, args.nodes, agents=agents)
+    result["setup"] = prepared.timings
+    watcher = NodeWatcher(api)
+    await watcher.start()
+    watcher.expect({p.name: p.expected for p in prepared.nodes})
+    pki = write_pki(work / "pki")
+    op = OperatorProcess(
+        plane.kubeconfig,
+        pki,
+        OPERATOR_NAMESPACE,
+        work,
+        identity="bench-operator",
+        timings="chart",
+    )
+    op.start(wait=False)
+    rss = RssSampler(op.pid).start()
+    pids = {**plane.pids(), "driver": os.getpid()}
+    references = [ReferenceProcess(name, pki, work) for name in args.arms if name in REFERENCES]
+    try:
+        await asyncio.to_thread(op.wait_ready)
+        await watcher.wait_all_right(args.timeout_s)
+        await watcher.stop()
+        result["labelled_s"] = round(time.monotonic() - op.started_at, 2)
+        print(f"  operator up, {args.nodes} nodes labelled", flush=True)
+        result["operator_idle_after_s"] = round(await wait_idle(op.pid), 1)
+        pids["operator"] = op.pid
+        if not args.skip_direct:
+            result["direct"] = await direct(op, pki, pids, args, work)
+        if args.e2e_pods > 0:
+            arms = {"maxtune": maxtune_arm(op), "bare": Arm("bare")}
+            for process in references:
+                arms[process.name] = await asyncio.to_thread(process.start)
+                pids[process.name] = arms[process.name].pid or 0
+            ordered = {name: arms[name] for name in args.arms}
+            result["e2e"] = await end_to_end(
+                api, plane=plane, op=op, arms=ordered, pki=pki, pids=pids, args=args
+            )
+        agents.check()
+        result["operator_peak_rss_mib"] = round(rss.peak / 2**20, 1)
+    finally:
+        for process in references:
+            process.stop()
+        rss.stop()
+        op.stop()
+        result["operator_log_tail"] = op.tail(15).splitlines()
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -325,7 +231,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--nodes", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--step-s", type=float, default=20.0, help="seconds per open-loop step")
-    parser.add_argument("--rates", type=float, nargs="+", default=[50, 100, 200, 400])
+    parser.add_argument("--rates", type=float, nargs="+", default=[50, 100, 200, 500])
+    parser.add_argument(
+        "--client",
+        choices=["vegeta", "python"],
+        default="vegeta",
+        help="(a)'s load generator: vegeta (Go) or benchmarks/loadgen.py",
+    )
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        choices=ARMS,
+        default=["maxtune", "reference", "bare"],
+        help="(b)'s arms, in the order of the first round (bare is required)",
+    )
+    parser.add_argument("--pprof", type=Path, help="folder for kube-apiserver CPU profiles")
+    parser.add_argument("--pprof-seconds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument("--e2e-pods", type=int, default=600, help="pods per phase; 0: skip (b)")
     parser.add_argument(
@@ -338,7 +259,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--heartbeat-s",
         type=float,
         default=60.0,
-        help="agents' heartbeat period in the background (0: none)",
+        help="the agents' heartbeat interval: each renews its Lease this often, throughout",
     )
     parser.add_argument("--skip-direct", action="store_true", help="only the end-to-end part")
     parser.add_argument("--hotpath-rounds", type=int, default=2000, help="in-process reviews")
@@ -349,12 +270,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if "bare" not in args.arms:
+        raise SystemExit("--arms must include bare: every overhead is measured against it")
+    if args.pprof is not None:
+        args.pprof.mkdir(parents=True, exist_ok=True)
     print(f"webhook benchmark: {args.nodes} nodes, {args.rounds} round(s)", flush=True)
     # The handler alone first, in this process, before the plane adds its own load.
     handler = hotpath.measure(hotpath.fleet_state(args.nodes), args.hotpath_rounds)
     for shape, row in handler.items():
         print(f"  in-process {shape}: p50 {row['p50_ms']} p99 {row['p99_ms']} ms", flush=True)
-    with tempfile.TemporaryDirectory(prefix="bench-webhook-") as folder, bench_plane() as plane:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-webhook-") as folder,
+        bench_plane(profiling=args.pprof is not None) as plane,
+    ):
         result = asyncio.run(run_on(plane, args, Path(folder)))
     result["in_process"] = {"reviews_per_shape": args.hotpath_rounds, "shapes": handler}
     path = report.write_json("webhook", result, args.out)

@@ -33,29 +33,36 @@ def webhook_configuration(url: str, ca_pem: bytes, excluded: list[str]) -> dict[
 
 
 async def set_webhook(
-    api: Api, namespace: str, body: dict[str, Any] | None, *, timeout_s: float = 60
+    api: Api,
+    namespace: str,
+    body: dict[str, Any] | None,
+    expect: str | None = "maxtune",
+    *,
+    timeout_s: float = 60,
 ) -> float:
     """Register (body) or remove (None) the webhook, then wait until pod creates show it.
 
-    The API server picks configuration changes up from a watch; a probe pod is
-    created (and deleted) until it comes back mutated, or not, as wanted.
+    Whatever was registered before is removed first (arms follow each other). The API
+    server picks configuration changes up from a watch; a probe pod is created (and
+    deleted) until its decision annotation says who answered: `expect` "maxtune" (any
+    decision but the reference's), "reference", or None (no annotation: no webhook).
     Returns the seconds it took.
     """
     started = time.monotonic()
+    await api.call("DELETE", f"{WEBHOOKS}/{CONFIG_NAME}", ok=(404,))
     if body is not None:
-        await api.call("POST", WEBHOOKS, body, ok=(409,))
-    else:
-        await api.call("DELETE", f"{WEBHOOKS}/{CONFIG_NAME}", ok=(404,))
+        await api.call("POST", WEBHOOKS, body)
     path = f"/api/v1/namespaces/{namespace}/pods"
     for attempt in range(10**6):
         pod = await api.call("POST", path, user_pod(f"probe-{int(started)}-{attempt}"))
         name = pod["metadata"]["name"]
         await api.call("DELETE", f"{path}/{name}", {"gracePeriodSeconds": 0}, ok=(404,))
-        mutated = DECISION in (pod["metadata"].get("annotations") or {})
-        if mutated == (body is not None):
+        seen = (pod["metadata"].get("annotations") or {}).get(DECISION)
+        who = None if seen is None else "reference" if seen == "reference" else "maxtune"
+        if who == expect:
             return time.monotonic() - started
         if time.monotonic() - started > timeout_s:
-            raise TimeoutError(f"the webhook's {'registration' if body else 'removal'} not seen")
+            raise TimeoutError(f"the webhook's change to {expect or 'none'} not seen")
         await asyncio.sleep(0.2)
     raise AssertionError("unreachable")
 

@@ -8,14 +8,20 @@ produced its result and that the measurements are internally consistent
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
+from kubernetes.client import ApiClient
 
-from benchmarks import fleet, heartbeatcost, webhook
+from benchmarks import agentleases, fleet, heartbeatcost, webhook
 from benchmarks.benchplane import BENCH_PLANE_ARGS
+from benchmarks.kubeapi import Api, Credentials
+from maxtune.agent.kube import KubeSink
+from maxtune.kube import Kube
 
 pytestmark = [pytest.mark.plane, pytest.mark.slow]
 
@@ -28,12 +34,8 @@ def _only(folder: Path, name: str) -> dict[str, object]:
 
 
 def test_fleet_benchmark_runs(tmp_path: Path) -> None:
-    assert (
-        fleet.main(
-            ["--nodes", "18", "--heartbeat-s", "2", "--settle-s", "1", "--out", str(tmp_path)]
-        )
-        == 0
-    )
+    argv = ["--nodes", "18", "--heartbeat-s", "2", "--settle-s", "1", "--out", str(tmp_path)]
+    assert fleet.main(argv) == 0
     result = _only(tmp_path, "fleet")
     start, change = result["start"], result["change"]
     assert isinstance(start, dict) and isinstance(change, dict)
@@ -43,27 +45,54 @@ def test_fleet_benchmark_runs(tmp_path: Path) -> None:
     assert start["operator_node_writes_audit"] == 18
     assert change["operator_node_writes_audit"] == 1
     assert change["changed_profiles"] == 1
-    assert result["heartbeats"]["label_writes_operator_metric"] == 0  # type: ignore[index]
+    # agents renewed their Leases all along (setup included), and no heartbeat, Lease or
+    # profile, made the operator write
+    leases = result["agent_lease_counts"]
+    assert isinstance(leases, dict) and leases["created"] == 18 and leases["renewed"] >= 18
+    assert not leases.get("failed")
+    for key, way in (("heartbeats", "lease"), ("legacy_heartbeats", "profile")):
+        phase = result[key]
+        assert isinstance(phase, dict)
+        assert phase["way"] == way and phase["heartbeats"] >= 18
+        assert phase["label_writes_operator_metric"] == 0
+        assert phase["operator_node_writes_audit"] == 0
+        assert phase["watch"]["label_changing_events"] == 0
+    assert "PATCH nodes" in start["apiserver_latency"]
     page = (tmp_path / "fleet.md").read_text()
     assert "all 18 nodes labelled right" in page
+    assert "0 label writes while nothing changes" in page
 
 
 def test_webhook_benchmark_runs(tmp_path: Path) -> None:
     argv = ["--nodes", "18", "--rounds", "1", "--step-s", "1", "--rates", "50"]
     argv += ["--concurrency", "2", "--e2e-pods", "20", "--e2e-loads", "5", "5@20"]
     argv += ["--hotpath-rounds", "20", "--heartbeat-s", "3"]
+    argv += ["--arms", "maxtune", "reference", "reference-go-h2", "reference-go-h1", "bare"]
     assert webhook.main([*argv, "--out", str(tmp_path)]) == 0
     result = _only(tmp_path, "webhook")
-    steps = result["direct"]["steps"]  # type: ignore[index]
+    direct = result["direct"]
+    assert isinstance(direct, dict) and direct["client"] == "vegeta"
+    steps = direct["steps"]
     assert [s["name"] for s in steps] == ["open 50/s", "closed c=2"]
     assert all(s["error_count"] == 0 and s["ok"] > 0 for s in steps)
-    phases = result["e2e"]["phases"]  # type: ignore[index]
-    assert {(p["load"], p["arm"]) for p in phases} == {
-        (load, arm) for load in ("5", "5@20") for arm in ("webhook", "bare")
+    e2e = result["e2e"]
+    assert isinstance(e2e, dict)
+    arms = ["maxtune", "reference", "reference-go-h2", "reference-go-h1", "bare"]
+    assert {(p["load"], p["arm"]) for p in e2e["phases"]} == {
+        (load, arm) for load in ("5", "5@20") for arm in arms
     }
-    for phase in phases:
+    for phase in e2e["phases"]:
         assert phase["created"] == 20
-        assert phase["mutated"] == (20 if phase["arm"] == "webhook" else 0)
+        assert phase["mutated"] == (0 if phase["arm"] == "bare" else 20)
+        if phase["arm"].startswith("reference"):
+            # the server's own count of calls agrees with the pods created
+            assert phase["server_transport"]["requests"] == 20
+        if phase["arm"] == "reference-go-h2":
+            assert phase["server_transport"]["http2"] == 20
+        if phase["arm"] == "reference-go-h1":
+            assert phase["server_transport"]["http1"] == 20
+    summary = e2e["summary"][0]
+    assert "maxtune_over_reference" in summary
     assert "(b) Pod creation through the API server" in (tmp_path / "webhook.md").read_text()
 
 
@@ -76,10 +105,57 @@ def test_bench_plane_passes_its_flags() -> None:
             assert all(flag in cmdline for flag in flags), (name, cmdline)
 
 
-def test_heartbeat_cost_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["--profiles", "3", "--rate", "10", "--seconds", "0.5", "--rounds", "1"]
+def test_heartbeat_cost_benchmark_runs(tmp_path: Path) -> None:
+    argv = ["--profiles", "3", "--rate", "10", "--seconds", "0.5", "--rounds", "2"]
+    argv += ["--ways", *heartbeatcost.WAYS, "--out", str(tmp_path)]
     assert heartbeatcost.main(argv) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if "per heartbeat" in line]
-    assert [line.split("kube-apiserver")[0].split(maxsplit=2)[2].strip() for line in lines] == list(
-        heartbeatcost.WAYS
+    result = _only(tmp_path, "heartbeatcost")
+    summary = result["summary"]
+    assert isinstance(summary, dict)
+    assert set(heartbeatcost.WAYS) <= set(summary)
+    assert len(summary["profile_over_lease"]["per_round"]) == 2
+    sizes = result["object_bytes"]
+    assert isinstance(sizes, dict) and sizes["profile"] > 5 * sizes["lease"]
+    assert "Profile / Lease" in (tmp_path / "heartbeatcost.md").read_text()
+
+
+def test_simulated_agents_write_the_lease_a_real_agent_writes(
+    kubeconfig: Path, k8s: ApiClient, kwok_nodes: Callable[..., list[str]], namespace: str
+) -> None:
+    """benchmarks.agentleases stands in for 5,000 agents: its Leases must be the agent's own
+    (KubeSink._renew): the same labels, owner, holder, duration and fields."""
+    real, simulated = kwok_nodes(2, prefix="lease")
+    interval = 0.5
+    sink = KubeSink(
+        Kube(k8s.configuration),
+        lease_namespace=namespace,
+        lease_seconds=agentleases.lease_seconds(interval),
     )
+    sink._renew(real)  # the agent's first round creates its Lease, the next renews it
+    sink._renew(real)
+
+    async def simulate() -> None:
+        async with Api(Credentials.from_kubeconfig(kubeconfig)) as api:
+            agents = agentleases.LeaseAgents(api, namespace, interval_s=interval).start()
+            node = await api.call("GET", f"/api/v1/nodes/{simulated}")
+            await agents.add(simulated, node["metadata"]["uid"])
+            while agents.counts["renewed"] < 2:
+                await asyncio.sleep(0.1)
+                agents.check()
+            await agents.stop()
+
+    asyncio.run(simulate())
+    path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+    kube = Kube(k8s.configuration)
+    mine, theirs = (kube.request("GET", f"{path}/{n}") for n in (real, simulated))
+    assert mine["metadata"]["labels"] == theirs["metadata"]["labels"]
+    assert [
+        {k: v for k, v in ref.items() if k != "uid"} for ref in mine["metadata"]["ownerReferences"]
+    ] == [
+        {k: v if k != "name" else real for k, v in ref.items() if k != "uid"}
+        for ref in theirs["metadata"]["ownerReferences"]
+    ]
+    assert set(mine["spec"]) == set(theirs["spec"])
+    assert mine["spec"]["leaseDurationSeconds"] == theirs["spec"]["leaseDurationSeconds"]
+    assert (mine["spec"]["holderIdentity"], theirs["spec"]["holderIdentity"]) == (real, simulated)
+    assert theirs["spec"]["renewTime"] > theirs["spec"]["acquireTime"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from benchmarks import stats
+from benchmarks import connwatch, heartbeatcost, stats, vegeta, webhooke2e
 from benchmarks.gpufleet import CHANGED_GAIN, changeable, kind_of, plan_node
-from benchmarks.reviews import MIX, mixed_bodies, rotation
+from benchmarks.reviews import MIX, UID_PLACEHOLDER, mixed_bodies, rotation
 from maxtune_dev.localplane import LocalPlane
 
 
@@ -47,3 +49,87 @@ def test_the_review_mix_is_what_it_says() -> None:
 def test_extra_args_only_for_known_components() -> None:
     with pytest.raises(ValueError, match="unknown components"):
         LocalPlane(extra_args={"kubelet": ["--v=2"]})
+
+
+def test_connwatch_counts_client_sockets_of_one_port(tmp_path: Path) -> None:
+    """Client sockets to the port count in any state but LISTEN (TIME_WAIT included); the
+    server's own sockets (local port = the port) and other ports do not."""
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid\n"
+    rows = [
+        "0: 0100007F:2328 00000000:0000 0A 0 0 0",  # the listener on 9000
+        "1: 0100007F:9C40 0100007F:2328 01 0 0 0",  # client 40000 -> 9000, established
+        "2: 0100007F:2328 0100007F:9C40 01 0 0 0",  # the server's end of it
+        "3: 0100007F:9C41 0100007F:2328 06 0 0 0",  # client 40001 -> 9000, TIME_WAIT
+        "4: 0100007F:9C42 0100007F:1F90 01 0 0 0",  # client 40002 -> 8080: another port
+    ]
+    table = tmp_path / "tcp"
+    table.write_text(header + "\n".join(rows) + "\n")
+    found = connwatch.client_ports(9000, (table, tmp_path / "absent"))
+    assert found == {("0100007F", 40000), ("0100007F", 40001)}
+
+
+def test_vegeta_timestamps_keep_their_nanoseconds_and_zone() -> None:
+    assert vegeta._timestamp("2026-12-01T12:00:00.5Z") == pytest.approx(
+        datetime(2026, 12, 1, 12, tzinfo=UTC).timestamp() + 0.5
+    )
+    assert vegeta._timestamp("2026-12-01T13:00:00.000000250+01:00") == pytest.approx(
+        datetime(2026, 12, 1, 12, tzinfo=UTC).timestamp() + 250e-9
+    )
+    assert vegeta.shape_uid(3).endswith("000000000003")
+    assert len(vegeta.shape_uid(3)) == len(UID_PLACEHOLDER)
+
+
+def test_heartbeat_cost_ratio_is_per_round_and_net_of_idle() -> None:
+    rounds = [
+        {
+            "net_ms": {
+                "profile": {"kube-apiserver": 10.0, "etcd": 2.0},
+                "lease": {"kube-apiserver": 1.0, "etcd": 0.5},
+            }
+        },
+        {
+            "net_ms": {
+                "profile": {"kube-apiserver": 12.0, "etcd": 3.0},
+                "lease": {"kube-apiserver": 2.0, "etcd": 1.0},
+            }
+        },
+    ]
+    found = heartbeatcost.summarize(rounds, ["profile", "lease"])
+    assert found["profile_over_lease"]["per_round"] == [8.0, 5.0]
+    assert found["profile_over_lease"]["median"] == 6.5
+    assert found["lease"]["net_ms_per_heartbeat"] == {"kube-apiserver": 1.5, "etcd": 0.75}
+    # one heartbeat a minute: ms per heartbeat is ms per node per minute
+    assert found["lease"]["cpu_ms_per_node_per_minute"] == 2.25
+    assert found["lease"]["cores_at_5000_nodes"] == round(5000 * 2.25 / 60_000, 3)
+
+
+def _phase(arm: str, round_no: int, p99: float, cpu: dict[str, float]) -> dict[str, object]:
+    return {
+        "load": "50",
+        "arm": arm,
+        "round": round_no,
+        "created": 100,
+        "latencies_ms": [p99 / 2] * 90 + [p99] * 10,
+        "latency": {"p50_ms": p99 / 2, "p99_ms": p99},
+        "cpu": {"cpu_s": cpu},
+    }
+
+
+def test_e2e_summary_reads_maxtune_against_the_reference() -> None:
+    bare = {"kube-apiserver": 0.4, "kube-scheduler": 0.2, "operator": 0.1, "reference": 0.0}
+    ref = {**bare, "kube-apiserver": 0.6, "reference": 0.1}
+    mine = {**bare, "kube-apiserver": 0.6, "operator": 0.25, "kube-scheduler": 0.25}
+    phases = [
+        _phase("bare", 0, 100.0, {**bare, "driver": 9.0}),
+        _phase("reference", 0, 140.0, ref),
+        _phase("maxtune", 0, 150.0, mine),
+    ]
+    (summary,) = webhooke2e.summarize(phases, ["maxtune", "reference", "bare"])
+    assert summary["overhead"]["reference"]["p99_ms"] == 40.0
+    assert summary["overhead"]["maxtune"]["p99_ms"] == 50.0
+    # CPU per pod over bare, summed over the plane and the webhook servers (not the driver)
+    assert summary["overhead"]["reference"]["added_cpu_ms_per_pod"] == 3.0
+    assert summary["overhead"]["maxtune"]["added_cpu_ms_per_pod"] == 4.0
+    ratio = summary["maxtune_over_reference"]
+    assert ratio["p99_overhead_pooled"] == 1.25
+    assert ratio["added_cpu_per_pod"] == 1.33

@@ -74,6 +74,15 @@ HELM_DOCS = Component(
     packages=(("github.com/norwoodj/helm-docs/cmd/helm-docs", "helm-docs"),),
 )
 
+# Not part of the plane: the webhook benchmark's load generator (open loop, HTTP/1.1 and
+# HTTP/2, exact latencies), so that the client is not the bottleneck (benchmarks/vegeta.py).
+VEGETA = Component(
+    name="vegeta",
+    module="github.com/tsenart/vegeta/v12",
+    candidates=("v12.13.0",),
+    packages=(("github.com/tsenart/vegeta/v12", "vegeta"),),
+)
+
 _SEMVER = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 
 

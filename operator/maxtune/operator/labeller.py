@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from maxtune.contract.names import PREFIX
 from maxtune.kube import MERGE_PATCH, Kube, KubeError
@@ -89,6 +91,10 @@ class Labeller:
         self._stale: dict[str, bool] = {}
         self._orphans: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # The writes' own threads: the loop's default executor has min(32, cores + 4) of them
+        # (6 on 2 cores), shared with every other to_thread call, which capped the writes in
+        # flight below `concurrency`.
+        self._pool: ThreadPoolExecutor | None = None
 
     def mark(self, names: Iterable[str] | None) -> None:
         """FleetState's listener: these nodes (None: all) may need a write."""
@@ -103,6 +109,7 @@ class Labeller:
         unsubscribe = self.fleet.subscribe(self.mark)
         self.mark(None)  # a new leader resyncs every node
         semaphore = asyncio.Semaphore(self.concurrency)
+        pool = self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="labeller")
         next_sweep = 0.0
         try:
             while True:
@@ -123,6 +130,8 @@ class Labeller:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------ one pass
 
@@ -155,12 +164,8 @@ class Labeller:
         try:
             async with semaphore:
                 body = {"metadata": {"labels": patch}}
-                answer = await asyncio.to_thread(
-                    self.kube.request,
-                    "PATCH",
-                    f"{NODES}/{name}",
-                    body=body,
-                    content_type=MERGE_PATCH,
+                answer = await self._call(
+                    "PATCH", f"{NODES}/{name}", body=body, content_type=MERGE_PATCH
                 )
             self.metrics.label_writes.inc()
             self._retries.pop(name, None)
@@ -179,6 +184,13 @@ class Labeller:
         finally:
             self._inflight.discard(name)
             self.mark((name,))
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One API request on the labeller's own threads (any thread outside `run`)."""
+        call = functools.partial(self.kube.request, method, path, **kwargs)
+        if self._pool is None:
+            return await asyncio.to_thread(call)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     def _failed(self, name: str, exc: Exception) -> None:
         self.metrics.reconcile_errors.inc()
@@ -231,7 +243,7 @@ class Labeller:
             "preconditions": {"uid": uid} if uid else {},
         }
         try:
-            await asyncio.to_thread(self.kube.request, "DELETE", f"{PROFILES}/{name}", body=body)
+            await self._call("DELETE", f"{PROFILES}/{name}", body=body)
             self.metrics.orphan_profiles_deleted.inc()
             log.info("deleted GPUNodeProfile %s: its node is gone", name)
         except KubeError as exc:

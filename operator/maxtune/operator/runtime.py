@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from maxtune.cli.version import VERSION
-from maxtune.kube import Kube
+from maxtune.kube import Kube, load_configuration
 from maxtune.operator import server
 from maxtune.operator.cachedir import DirectoryFile
 from maxtune.operator.events import Kind, sources
@@ -82,6 +82,19 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
+def _configuration(config: OperatorConfig) -> Any:
+    """The cluster's client configuration, its connection pool sized for the operator.
+
+    Every informer holds one connection for its watch, and every label write in flight
+    needs one more; urllib3 opens a connection beyond the pool's size when it must, then
+    throws it away instead of keeping it alive (a new TLS handshake for the next write).
+    """
+    found = load_configuration(config.kubeconfig)
+    wanted = len(sources(config.namespace)) + config.label_concurrency + 4
+    found.connection_pool_maxsize = max(int(found.connection_pool_maxsize or 0), wanted)
+    return found
+
+
 class Operator:
     """The running operator; `serve()` until `stop()` (or SIGTERM in `run`)."""
 
@@ -89,7 +102,7 @@ class Operator:
         self.config = config
         self.fleet = FleetState()
         self.metrics = Metrics(VERSION, self.fleet)
-        self.kube = Kube.connect(config.kubeconfig, user_agent=f"maxtune-operator/{VERSION}")
+        self.kube = Kube(_configuration(config), user_agent=f"maxtune-operator/{VERSION}")
         self.primed = False
         self.stopping = False
         self.webhook_port = 0
