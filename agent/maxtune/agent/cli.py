@@ -72,6 +72,19 @@ def register(subparsers: Any) -> None:
         type=Path,
         help="write every trial, stage time and worker log tail of each measurement here",
     )
+    agent.add_argument(
+        "--compile-cache-url",
+        action="append",
+        metavar="GROUP=URL",
+        help="a sharing group's compile cache to prove in the full profile (repeatable; a bare "
+        "redis:// URL is group 'default'); env MAXTUNE_COMPILE_CACHE_URL holds the same, "
+        "separated by spaces (the chart fills it from the agent Secret)",
+    )
+    agent.add_argument(
+        "--compile-cache-mode",
+        default="max-autotune-no-cudagraphs",
+        help="torch.compile mode of the cache proof's two compiles",
+    )
     agent.add_argument("--log-level", default="INFO")
     _mig_strategy_flag(agent)
     agent.set_defaults(handler=run_agent)
@@ -207,6 +220,10 @@ def run_agent(args: argparse.Namespace) -> int:
         )
     except PublishError as exc:
         return _fail("agent", str(exc))
+    try:
+        prover = _cache_prover(args, backend)
+    except ValueError as exc:
+        return _fail("agent", f"--compile-cache-url / MAXTUNE_COMPILE_CACHE_URL: {exc}")
     metrics = AgentMetrics(args.node_name)
     agent = Agent(
         node=args.node_name,
@@ -217,6 +234,7 @@ def run_agent(args: argparse.Namespace) -> int:
         metrics=metrics,
         measurement_log=args.measurement_log,
         mig_strategy=strategy,
+        cache_prover=prover,
     )
     log = logging.getLogger("maxtune.agent")
     log.info(
@@ -251,6 +269,27 @@ def run_agent(args: argparse.Namespace) -> int:
         return 0
     finally:
         backend.close()
+
+
+def _cache_prover(args: argparse.Namespace, backend: Any) -> Any:
+    """What proves the compile caches: the fleet file's results in a simulation (no Redis
+    is contacted), else the real proof on this node's GPU for every configured group."""
+    from maxtune.agent import cacheproof  # noqa: PLC0415
+    from maxtune.agent.backends import SimulationBackend  # noqa: PLC0415
+
+    given = args.compile_cache_url or os.environ.get(cacheproof.ENV, "")
+    caches = cacheproof.parse(given)
+    if isinstance(backend, SimulationBackend):
+        return backend.cache_proofs if backend.simulates_cache() else None
+    if not caches:
+        return None
+    logging.getLogger("maxtune.agent").info(
+        "compile caches to prove: %s", ", ".join(f"{c.group} ({c.redacted()})" for c in caches)
+    )
+    mode = args.compile_cache_mode
+    return lambda inventory: cacheproof.prove_node(
+        inventory, backend.targets(inventory), caches, mode=mode
+    )
 
 
 def _kube_sink(kubeconfig: str | None, lease_namespace: str | None, interval: float) -> Any:
