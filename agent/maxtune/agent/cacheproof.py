@@ -62,10 +62,13 @@ WARM_MISS = "WarmMiss"
 @dataclass(frozen=True, slots=True)
 class CacheTarget:
     """One sharing group's cache as the agent reaches it. `url` holds a password: it is
-    never logged, published or put in an error message (see `redacted`)."""
+    never logged, published or put in an error message (see `redacted`). `problem`: the
+    configured entry is unusable; the proof then reports BadUrl without contacting anything
+    (a misconfigured cache must not stop the agent: it is a status, like every proof)."""
 
     group: str
     url: str
+    problem: str | None = None
 
     def redacted(self) -> str:
         return redact(self.url)
@@ -75,33 +78,47 @@ class CacheTarget:
 
 
 def redact(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparsable URL>"
+    if password is None:
         return url
-    netloc = parts.netloc.rsplit("@", 1)
-    return urllib.parse.urlunsplit(
-        parts._replace(netloc=f"{parts.username or ''}:***@{netloc[-1]}")
-    )
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def _check(url: str) -> str | None:
+    """Why `url` cannot be a cache's URL (never quoting its password), or None."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, user, password = parts.hostname, parts.username, parts.password
+    except ValueError as exc:
+        return f"not a URL ({exc})"
+    if "$(" in url:
+        return f"{redact(url)!r} holds an unexpanded $(VAR): the agent Secret or its key is missing"
+    if parts.scheme not in ("redis", "rediss") or not host:
+        return f"{redact(url)!r} is not a redis:// URL"
+    if not user or not password:
+        return f"{redact(url)!r} names no user and password"
+    return None
 
 
 def parse(value: str | Sequence[str]) -> list[CacheTarget]:
     """`GROUP=URL` entries (whitespace-separated in the env) or one bare URL (group
-    `default`); ValueError, without the password, for anything else."""
+    `default`). An unusable entry becomes a target with a `problem`, reported as BadUrl."""
     entries = value.split() if isinstance(value, str) else [e for v in value for e in v.split()]
     found: dict[str, CacheTarget] = {}
     for entry in entries:
         group, sep, url = entry.partition("=")
         if not sep or "://" in group:
             group, url = DEFAULT_GROUP, entry
-        parts = urllib.parse.urlsplit(url)
-        shown = redact(url)
-        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            raise ValueError(f"compile cache {group!r}: {shown!r} is not a redis:// URL")
-        if not parts.username or not parts.password:
-            raise ValueError(f"compile cache {group!r}: {shown!r} names no user and password")
-        if not group or group in found:
-            raise ValueError(f"compile cache group {group!r} is empty or named twice")
-        found[group] = CacheTarget(group, url)
+        group = group or DEFAULT_GROUP
+        problem = _check(url)
+        if group in found:  # which URL is meant is unclear: neither is proved
+            problem = f"group {group!r} is given twice"
+        found[group] = CacheTarget(group, url, problem)
     return list(found.values())
 
 
@@ -182,6 +199,10 @@ def prove(
 ) -> CompileCacheProof:
     """Cold compile, then warm compile, each a fresh process: the proof. Never raises for
     anything the cache or the compile does."""
+    if target.problem is not None:
+        return _proof(
+            target, mode, gpu_class, clock(), reachable=False, reason=BAD_URL, error=target.problem
+        )
     tag = f"maxtune-proof-{secrets.token_hex(16)}"
     base = Path(tempfile.mkdtemp(prefix="maxtune-cacheproof-", dir=scratch))
     environ = dict(os.environ if env is None else env)

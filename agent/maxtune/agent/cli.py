@@ -220,10 +220,7 @@ def run_agent(args: argparse.Namespace) -> int:
         )
     except PublishError as exc:
         return _fail("agent", str(exc))
-    try:
-        prover = _cache_prover(args, backend)
-    except ValueError as exc:
-        return _fail("agent", f"--compile-cache-url / MAXTUNE_COMPILE_CACHE_URL: {exc}")
+    prover = _cache_prover(args, backend)
     metrics = AgentMetrics(args.node_name)
     agent = Agent(
         node=args.node_name,
@@ -283,7 +280,11 @@ def _cache_prover(args: argparse.Namespace, backend: Any) -> Any:
         return backend.cache_proofs if backend.simulates_cache() else None
     if not caches:
         return None
-    logging.getLogger("maxtune.agent").info(
+    log = logging.getLogger("maxtune.agent")
+    for cache in caches:
+        if cache.problem is not None:
+            log.error("compile cache %s: %s (reported as BadUrl)", cache.group, cache.problem)
+    log.info(
         "compile caches to prove: %s", ", ".join(f"{c.group} ({c.redacted()})" for c in caches)
     )
     mode = args.compile_cache_mode
