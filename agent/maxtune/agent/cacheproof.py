@@ -89,6 +89,17 @@ def redact(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
+def _hide(text: str, url: str) -> str:
+    """`text` without the password of `url` (belt and braces: no message should hold it)."""
+    try:
+        password = urllib.parse.urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        text = text.replace(password, "***").replace(urllib.parse.unquote(password), "***")
+    return text
+
+
 def _check(url: str) -> str | None:
     """Why `url` cannot be a cache's URL (never quoting its password), or None."""
     try:
@@ -131,7 +142,7 @@ def _proof(
         gpu_class=gpu_class,
         mode=mode,
         measured_time=now,
-        error=None if error is None else short(str(error).replace(target.url, "<url>"), 400),
+        error=None if error is None else short(_hide(str(error), target.url), 400),
         **fields,
     )
 
