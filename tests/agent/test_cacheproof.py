@@ -17,6 +17,7 @@ from maxtune.agent.daemon import RETRY_FAILED_S, Agent
 from maxtune.agent.fleetfile import FleetError
 from maxtune.agent.fleetfile import load as load_fleet
 from maxtune.agent.inventory import Inventory
+from maxtune.agent.publish import FileSink
 from maxtune.contract.models import CompileCacheProof
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "fleets" / "demo.yaml"
@@ -119,6 +120,9 @@ def test_the_proof_runs_once_per_fingerprint_and_failed_ones_after_an_hour() -> 
     working.tick(block=True)
     working.clock = lambda: NOW + timedelta(days=2)
     assert not working._cache_due()
+    # A group added since (the agent restarted with the published proofs): due at once.
+    working.cache_groups = frozenset({"ml", "new"})
+    assert working._cache_due()
     assert not agent(prover, level="gemm")._cache_due()
     assert not agent(None)._cache_due()
 
@@ -152,14 +156,14 @@ def test_metrics_say_per_group_whether_it_works_and_what_it_saves() -> None:
 def test_the_simulation_publishes_the_fleet_files_proofs() -> None:
     args = argparse.Namespace(compile_cache_url=None, compile_cache_mode="default")
     backend = SimulationBackend(DEMO, "gpu-a100-0")
-    prover = _cache_prover(args, backend)
-    assert prover is not None
+    prover, groups = _cache_prover(args, backend)
+    assert prover is not None and groups == ["ml", "vision"]
     proofs = {p.group: p for p in prover(backend.inventory())}
     assert proofs["ml"].works and proofs["ml"].saved_seconds == pytest.approx(9.6)
     assert proofs["vision"].reason == "AuthRefused" and not proofs["vision"].reachable
     assert proofs["ml"].gpu_class == "nvidia-a100-sxm4-40gb-108sm"
     # A node whose models give no proofs: no prover, no compileCache.
-    assert _cache_prover(args, SimulationBackend(DEMO, "gpu-l4-0")) is None
+    assert _cache_prover(args, SimulationBackend(DEMO, "gpu-l4-0")) == (None, None)
 
 
 def test_nvml_backend_proves_only_when_a_cache_is_configured(
@@ -169,10 +173,10 @@ def test_nvml_backend_proves_only_when_a_cache_is_configured(
     args = argparse.Namespace(compile_cache_url=None, compile_cache_mode="default")
     backend = NvmlBackend(nvml=None)
     try:
-        assert _cache_prover(args, backend) is None
+        assert _cache_prover(args, backend) == (None, None)
         monkeypatch.setenv(cacheproof.ENV, "ml=$(MAXTUNE_CACHE_URL_0)")
-        prover = _cache_prover(args, backend)  # a broken entry: the agent still starts
-        assert prover is not None
+        prover, groups = _cache_prover(args, backend)  # a broken entry: the agent still starts
+        assert prover is not None and groups == ["ml"]
         assert prover(backend.inventory()) == []  # no GPU here: nothing to compile on
     finally:
         backend.close()
@@ -184,3 +188,29 @@ def test_fleet_file_checks_simulated_proofs(tmp_path: Path) -> None:
     path.write_text(text)
     with pytest.raises(FleetError, match="compileCache"):
         load_fleet(path)
+
+
+def test_a_restart_keeps_the_published_proofs(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def prover(_inventory: Inventory) -> list[CompileCacheProof]:
+        calls.append("proved")
+        return [proof("ml", works=True)]
+
+    def started() -> Agent:
+        return Agent(
+            node="gpu-a100-0",
+            backend=SimulationBackend(DEMO, "gpu-a100-0"),
+            sink=FileSink(tmp_path / "profile.json"),
+            level="full",
+            clock=lambda: NOW,
+            cache_prover=prover,
+            cache_groups=["ml"],
+        )
+
+    started().tick(block=True)
+    again = started()
+    again.recover()
+    again.tick(block=True)
+    assert calls == ["proved"]  # same fingerprint, same groups: kept, not proved again
+    assert again.latest is not None and [p.group for p in again.latest.compile_cache] == ["ml"]

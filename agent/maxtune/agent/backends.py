@@ -234,8 +234,9 @@ class SimulationBackend:
             )
         return outcomes
 
-    def simulates_cache(self) -> bool:
-        return any(g.model.compile_cache for g in self._gpus)
+    def simulated_cache_groups(self) -> list[str]:
+        """The groups the fleet file gives this node proofs for (its first GPU's model)."""
+        return [c.group for c in self._gpus[0].model.compile_cache] if self._gpus else []
 
     def cache_proofs(self, inventory: Inventory) -> list[CompileCacheProof]:
         """The fleet file's compile-cache proofs for this node (its first GPU's model): no

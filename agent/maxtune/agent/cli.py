@@ -220,7 +220,7 @@ def run_agent(args: argparse.Namespace) -> int:
         )
     except PublishError as exc:
         return _fail("agent", str(exc))
-    prover = _cache_prover(args, backend)
+    prover, cache_groups = _cache_prover(args, backend)
     metrics = AgentMetrics(args.node_name)
     agent = Agent(
         node=args.node_name,
@@ -232,6 +232,7 @@ def run_agent(args: argparse.Namespace) -> int:
         measurement_log=args.measurement_log,
         mig_strategy=strategy,
         cache_prover=prover,
+        cache_groups=cache_groups,
     )
     log = logging.getLogger("maxtune.agent")
     log.info(
@@ -268,18 +269,20 @@ def run_agent(args: argparse.Namespace) -> int:
         backend.close()
 
 
-def _cache_prover(args: argparse.Namespace, backend: Any) -> Any:
-    """What proves the compile caches: the fleet file's results in a simulation (no Redis
-    is contacted), else the real proof on this node's GPU for every configured group."""
+def _cache_prover(args: argparse.Namespace, backend: Any) -> tuple[Any, list[str] | None]:
+    """What proves the compile caches, and which groups it proves: the fleet file's results
+    in a simulation (no Redis is contacted), else the real proof on this node's GPU for
+    every configured group. (None, None) where there is nothing to prove."""
     from maxtune.agent import cacheproof  # noqa: PLC0415
     from maxtune.agent.backends import SimulationBackend  # noqa: PLC0415
 
     given = args.compile_cache_url or os.environ.get(cacheproof.ENV, "")
     caches = cacheproof.parse(given)
     if isinstance(backend, SimulationBackend):
-        return backend.cache_proofs if backend.simulates_cache() else None
+        groups = backend.simulated_cache_groups()
+        return (backend.cache_proofs, groups) if groups else (None, None)
     if not caches:
-        return None
+        return None, None
     log = logging.getLogger("maxtune.agent")
     for cache in caches:
         if cache.problem is not None:
@@ -288,9 +291,11 @@ def _cache_prover(args: argparse.Namespace, backend: Any) -> Any:
         "compile caches to prove: %s", ", ".join(f"{c.group} ({c.redacted()})" for c in caches)
     )
     mode = args.compile_cache_mode
-    return lambda inventory: cacheproof.prove_node(
-        inventory, backend.targets(inventory), caches, mode=mode
-    )
+
+    def prove(inventory: Any) -> Any:
+        return cacheproof.prove_node(inventory, backend.targets(inventory), caches, mode=mode)
+
+    return prove, [c.group for c in caches]
 
 
 def _kube_sink(kubeconfig: str | None, lease_namespace: str | None, interval: float) -> Any:

@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -80,6 +80,7 @@ class Agent:
         measurement_log: Path | None = None,
         mig_strategy: MigStrategy = migstrategy.DEFAULT,
         cache_prover: CacheProver | None = None,
+        cache_groups: Sequence[str] | None = None,
     ) -> None:
         self.node = node
         self.backend = backend
@@ -92,6 +93,9 @@ class Agent:
         self.measurement_log = measurement_log
         self.mig_strategy: MigStrategy = mig_strategy
         self.cache_prover = cache_prover
+        # The groups the prover proves: proofs held for another set (a group added or
+        # removed, recovered from the published profile) are due again.
+        self.cache_groups = None if cache_groups is None else frozenset(cache_groups)
         self.started = time.monotonic()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -224,6 +228,8 @@ class Agent:
         with self._lock:
             held = list(self.state.compile_cache)
         if not held:
+            return True
+        if self.cache_groups is not None and {p.group for p in held} != self.cache_groups:
             return True
         failed = [p for p in held if not p.works]
         return bool(failed) and any(
