@@ -14,6 +14,18 @@ steps, then the advice the profile carries and the wall time of the whole profil
 between-runs table: does each run's interval hold the other runs' gains, and does the
 recommendation change. `--dry` does all of it against a simulated node instead (the
 control flow, on any machine). A JSON summary goes to --out/summary.json.
+
+`--compile-cache-debs DIR` (the .debs of benchmarks/cache/prepare.sh; `--compile-cache` alone
+uses the dev cache's redis-server) also proves a compile cache in each run: a local
+redis-server on 127.0.0.1 with the chart's rights for the agent's user (GET and SET on pt2:*),
+its URL given as `--compile-cache-url bench=URL`, and each run's profile then carries the
+agent's proof (cold and warm compile of the inference block through the cache, each a fresh
+process, key salted per run). Needs the redis package for the agent's Python (prepare.sh's
+wheel):
+
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
+      && PYTHONPATH=/tmp/site:core:agent:dev:. python3 benchmarks/agent/h200_run.py \
+         --compile-cache-debs .whl/debs --out $OUT
 """
 
 from __future__ import annotations
@@ -22,11 +34,14 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +50,10 @@ NODE = "h200-node"
 DRY_FLEET = ROOT / "examples" / "fleets" / "demo.yaml"
 DRY_NODE = "gpu-a100-0"
 BUDGET_S = 90.0  # the full profile's target on an H200
+CACHE_GROUP = "bench"
 
 
-def agent_command(out: Path, run: int, *, dry: bool) -> list[str]:
+def agent_command(out: Path, run: int, *, dry: bool, cache_url: str | None = None) -> list[str]:
     command = [
         sys.executable,
         "-m",
@@ -53,7 +69,43 @@ def agent_command(out: Path, run: int, *, dry: bool) -> list[str]:
         "--measurement-log",
         str(out / f"measurement-{run}.json"),
     ]
+    if cache_url is not None:
+        command += ["--compile-cache-url", f"{CACHE_GROUP}={cache_url}"]
     return command + (["--simulate", str(DRY_FLEET)] if dry else [])
+
+
+@contextlib.contextmanager
+def compile_cache(debs: Path | None, tmp: Path) -> Iterator[str]:
+    """A local redis-server with the chart's rights for the agent's user; its URL."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from benchmarks.cache import gpu_cache_run  # noqa: PLC0415 - only when asked for
+
+    # The harness's two stdlib-only modules, usable on a GPU box without the kube client.
+    debfetch, redisserver = gpu_cache_run._harness()
+
+    if debs is None:
+        binary = redisserver.ensure_redis(lambda line: print(f"[redis] {line}", flush=True))
+    else:
+        found = sorted(debs.glob("*.deb"))
+        if not found:
+            raise SystemExit(f"no .deb files in {debs}: run benchmarks/cache/prepare.sh first")
+        first = [d for d in found if d.name.startswith("redis-server_")]
+        binary = debfetch.unpack_all(
+            first + [d for d in found if d not in first], tmp / "redis", redisserver.REDIS.binary
+        )
+    password = secrets.token_hex(20)
+    acl = redisserver.acl_file([("svc-agent", password, redisserver.TORCH_CACHE_RULES)])
+    with redisserver.RedisServer(
+        redisserver.cache_config("8gb"), acl, binary=binary, workdir=tmp / "server"
+    ) as server:
+        print(f"compile cache: redis-server on 127.0.0.1:{server.port}", flush=True)
+        yield redisserver.url(
+            "svc-agent",
+            password,
+            server.port,
+            query={"socket_connect_timeout": 2, "socket_timeout": 5},
+        )
 
 
 # ------------------------------------------------------------------ summary of one run
@@ -155,6 +207,7 @@ def run_summary(profile: dict[str, Any], log: dict[str, Any] | None) -> dict[str
         "break_even_steps": resource.get("breakEvenSteps") if resource else None,
         "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
         "devices": devices,
+        "compile_cache": status.get("compileCache", []),
     }
 
 
@@ -246,6 +299,14 @@ def print_run(index: int, run: dict[str, Any]) -> None:
                         else ""
                     )
                 )
+    for proof in summary.get("compile_cache", []):
+        print(
+            f"   compile cache {proof['group']} ({proof['mode']}, {proof.get('gpuClass')}): "
+            f"reachable {proof['reachable']}, hit {proof['hit']}, cold "
+            f"{proof.get('coldSeconds')} s, warm {proof.get('warmSeconds')} s, saved "
+            f"{proof.get('savedSeconds')} s"
+            + (f"; {proof['reason']}: {proof.get('error')}" if proof.get("reason") else "")
+        )
     print(f"   recommendation: {summary['recommended_mode']}")
     print(f"   advice: {summary['advice']}")
 
@@ -288,12 +349,14 @@ def _kill_tree(pid: int) -> None:
     psutil.wait_procs(family, timeout=10)
 
 
-def one_run(out: Path, index: int, *, dry: bool, timeout_s: float) -> dict[str, Any]:
+def one_run(
+    out: Path, index: int, *, dry: bool, timeout_s: float, cache_url: str | None = None
+) -> dict[str, Any]:
     log = out / f"agent-{index}.log"
     began = time.monotonic()
     with log.open("w") as handle:
         proc = subprocess.Popen(
-            agent_command(out, index, dry=dry),
+            agent_command(out, index, dry=dry, cache_url=cache_url),
             stdout=handle,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -333,19 +396,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first", type=int, default=1, help="number of the first run")
     parser.add_argument("--run-timeout", type=float, default=400.0, help="seconds per profile")
     parser.add_argument("--dry", action="store_true", help="a simulated node: the flow only")
+    parser.add_argument(
+        "--compile-cache", action="store_true", help="prove a local compile cache in each run"
+    )
+    parser.add_argument(
+        "--compile-cache-debs", type=Path, help="redis-server .debs (prepare.sh); implies it"
+    )
     args = parser.parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     runs = []
-    for index in range(args.first, args.first + args.runs):
-        run = one_run(out, index, dry=args.dry, timeout_s=args.run_timeout)
-        runs.append(run)
-        print_run(index, run)
+    with contextlib.ExitStack() as stack:
+        cache_url = None
+        if args.compile_cache or args.compile_cache_debs is not None:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="h200-cache-")))
+            cache_url = stack.enter_context(compile_cache(args.compile_cache_debs, tmp))
+        for index in range(args.first, args.first + args.runs):
+            run = one_run(out, index, dry=args.dry, timeout_s=args.run_timeout, cache_url=cache_url)
+            runs.append(run)
+            print_run(index, run)
     table = between_runs(runs)
     print_between(table)
     summary = {
         "dry": args.dry,
+        "compile_cache": cache_url is not None,
         "runs": runs,
         "between_runs": table,
         "total_seconds": round(time.monotonic() - began, 1),

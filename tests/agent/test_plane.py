@@ -442,6 +442,20 @@ def test_agent_process_publishes_and_serves_its_endpoints(
             and 'resource="nvidia.com/mig-3g.40gb"' in body
         )
         assert "maxtune_agent_last_profile_timestamp_seconds " in body
+        # The fleet file's compile-cache proof, stored through the CRD's schema (a field the
+        # schema lacked would be pruned by the API server and never show up here).
+        wait_for(
+            lambda: bool(getattr(read_profile(k8s, name).status, "compile_cache", None)),
+            timeout_s=60,
+            what="status.compileCache",
+        )
+        stored = read_profile(k8s, name).status
+        assert stored is not None
+        assert [(p.group, p.works, p.saved_seconds) for p in stored.compile_cache] == [
+            ("ml", True, 10.2)
+        ]
+        code, body = _http(port, "/metrics")
+        assert 'maxtune_agent_compile_cache_reachable{group="ml",reason=""} 1.0' in body
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:

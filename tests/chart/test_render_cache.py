@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from maxtune.agent import cacheproof
 from tests.chart.helmkit import (
     CHART,
     FULLNAME,
@@ -367,3 +368,54 @@ def test_lint_strict_with_every_cache_option(tmp_path: Path) -> None:
     done = helm("lint", "--strict", str(CHART), *values_args(values, tmp_path), check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "[WARNING]" not in done.stdout and "[ERROR]" not in done.stdout
+
+
+def agent_env(rendered: Rendered) -> dict[str, dict[str, Any]]:
+    [daemonset] = rendered.all("DaemonSet")
+    return {e["name"]: e for e in container(daemonset, "agent").get("env", [])}
+
+
+def test_agent_gets_each_groups_url_by_reference_only() -> None:
+    """The agent proves every group's cache: one secretKeyRef per group from the agent
+    Secret, composed into MAXTUNE_COMPILE_CACHE_URL by the kubelet's $(VAR) expansion."""
+    rendered = cache()
+    env = agent_env(rendered)
+    secret = f"{FULLNAME}-compile-cache-agent"
+    for index, group in enumerate(["vision", "team-b"]):
+        ref = env[f"MAXTUNE_CACHE_URL_{index}"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": secret, "key": group, "optional": True}
+    composed = env["MAXTUNE_COMPILE_CACHE_URL"]["value"]
+    assert composed == "vision=$(MAXTUNE_CACHE_URL_0) team-b=$(MAXTUNE_CACHE_URL_1)"
+    # What the agent parses once the kubelet expanded it: both groups, usable URLs.
+    urls = secret_data(rendered.get("Secret", secret))
+    expanded = composed.replace("$(MAXTUNE_CACHE_URL_0)", urls["vision"]).replace(
+        "$(MAXTUNE_CACHE_URL_1)", urls["team-b"]
+    )
+    targets = cacheproof.parse(expanded)
+    assert [(t.group, t.url, t.problem) for t in targets] == [
+        ("vision", urls["vision"], None),
+        ("team-b", urls["team-b"], None),
+    ]
+    # No password of any group is in the DaemonSet.
+    [daemonset] = rendered.all("DaemonSet")
+    text = json.dumps(daemonset)
+    for name in (f"{FULLNAME}-cache-vision", f"{FULLNAME}-cache-team-b"):
+        for password in secret_data(rendered.get("Secret", name)).values():
+            assert password not in text
+
+
+def test_agent_gets_no_cache_without_agent_access_or_cache() -> None:
+    for rendered in (cache(agentAccess=False), render({})):
+        assert not [n for n in agent_env(rendered) if "CACHE_URL" in n]
+
+
+def test_agent_skips_groups_whose_credentials_the_chart_does_not_hold() -> None:
+    groups = [
+        *GROUPS,
+        {"name": "ext", "namespaces": ["ext"], "external": {"host": "redis.ext", "port": 6379}},
+    ]
+    env = agent_env(render({"compileCache": {"enabled": True, "groups": groups}}))
+    assert env["MAXTUNE_COMPILE_CACHE_URL"]["value"] == (
+        "vision=$(MAXTUNE_CACHE_URL_0) team-b=$(MAXTUNE_CACHE_URL_1)"
+    )
+    assert "MAXTUNE_CACHE_URL_2" not in env

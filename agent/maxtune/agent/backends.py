@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
@@ -29,7 +30,9 @@ from maxtune.agent.nvml import NvmlInventory
 from maxtune.agent.targets import Target, targets
 from maxtune.cli.version import VERSION
 from maxtune.contract import gate
+from maxtune.contract.gpuclass import gpu_class
 from maxtune.contract.models import (
+    CompileCacheProof,
     CompileMeasurement,
     GemmMeasurement,
     Measurements,
@@ -40,6 +43,8 @@ from maxtune.contract.models import (
 from maxtune.contract.rounds import BlockRounds, ModeRounds, compile_measurement, spread_rounds
 
 REASON_SM_UNREAD = "SmCountUnavailable"
+# Simulated proof failures that happen before the cache answered.
+_UNREACHED = ("NoRedisPackage", "BadUrl", "Unreachable", "AuthRefused")
 
 
 class Backend(Protocol):
@@ -228,6 +233,38 @@ class SimulationBackend:
                 uuid=target.uuid, measurements=_simulated_measurements(sim, level)
             )
         return outcomes
+
+    def simulated_cache_groups(self) -> list[str]:
+        """The groups the fleet file gives this node proofs for (its first GPU's model)."""
+        return [c.group for c in self._gpus[0].model.compile_cache] if self._gpus else []
+
+    def cache_proofs(self, inventory: Inventory) -> list[CompileCacheProof]:
+        """The fleet file's compile-cache proofs for this node (its first GPU's model): no
+        Redis is contacted and no compile runs; `simulation` in the status says so."""
+        if not self._gpus:
+            return []
+        first = self._gpus[0]
+        cls = gpu_class(first.device.product, first.device.sm_count)
+        now = datetime.now(UTC).replace(microsecond=0)
+        proofs = []
+        for sim in first.model.compile_cache:
+            ok = sim.fail is None
+            proofs.append(
+                CompileCacheProof(
+                    group=sim.group,
+                    gpu_class=cls,
+                    mode=sim.mode.value,
+                    reachable=sim.fail not in _UNREACHED,
+                    hit=ok,
+                    cold_seconds=sim.cold_seconds if ok else None,
+                    warm_seconds=sim.warm_seconds if ok else None,
+                    saved_seconds=round(sim.cold_seconds - sim.warm_seconds, 3) if ok else None,
+                    measured_time=now,
+                    reason=sim.fail,
+                    error=None if ok else (sim.message or f"simulated failure: {sim.fail}"),
+                )
+            )
+        return proofs
 
     def software(self, inventory: Inventory) -> Software:
         sw = self.fleet.spec.software

@@ -72,6 +72,19 @@ def register(subparsers: Any) -> None:
         type=Path,
         help="write every trial, stage time and worker log tail of each measurement here",
     )
+    agent.add_argument(
+        "--compile-cache-url",
+        action="append",
+        metavar="GROUP=URL",
+        help="a sharing group's compile cache to prove in the full profile (repeatable; a bare "
+        "redis:// URL is group 'default'); env MAXTUNE_COMPILE_CACHE_URL holds the same, "
+        "separated by spaces (the chart fills it from the agent Secret)",
+    )
+    agent.add_argument(
+        "--compile-cache-mode",
+        default="max-autotune-no-cudagraphs",
+        help="torch.compile mode of the cache proof's two compiles",
+    )
     agent.add_argument("--log-level", default="INFO")
     _mig_strategy_flag(agent)
     agent.set_defaults(handler=run_agent)
@@ -207,6 +220,7 @@ def run_agent(args: argparse.Namespace) -> int:
         )
     except PublishError as exc:
         return _fail("agent", str(exc))
+    prover, cache_groups = _cache_prover(args, backend)
     metrics = AgentMetrics(args.node_name)
     agent = Agent(
         node=args.node_name,
@@ -217,6 +231,8 @@ def run_agent(args: argparse.Namespace) -> int:
         metrics=metrics,
         measurement_log=args.measurement_log,
         mig_strategy=strategy,
+        cache_prover=prover,
+        cache_groups=cache_groups,
     )
     log = logging.getLogger("maxtune.agent")
     log.info(
@@ -251,6 +267,35 @@ def run_agent(args: argparse.Namespace) -> int:
         return 0
     finally:
         backend.close()
+
+
+def _cache_prover(args: argparse.Namespace, backend: Any) -> tuple[Any, list[str] | None]:
+    """What proves the compile caches, and which groups it proves: the fleet file's results
+    in a simulation (no Redis is contacted), else the real proof on this node's GPU for
+    every configured group. (None, None) where there is nothing to prove."""
+    from maxtune.agent import cacheproof  # noqa: PLC0415
+    from maxtune.agent.backends import SimulationBackend  # noqa: PLC0415
+
+    given = args.compile_cache_url or os.environ.get(cacheproof.ENV, "")
+    caches = cacheproof.parse(given)
+    if isinstance(backend, SimulationBackend):
+        groups = backend.simulated_cache_groups()
+        return (backend.cache_proofs, groups) if groups else (None, None)
+    if not caches:
+        return None, None
+    log = logging.getLogger("maxtune.agent")
+    for cache in caches:
+        if cache.problem is not None:
+            log.error("compile cache %s: %s (reported as BadUrl)", cache.group, cache.problem)
+    log.info(
+        "compile caches to prove: %s", ", ".join(f"{c.group} ({c.redacted()})" for c in caches)
+    )
+    mode = args.compile_cache_mode
+
+    def prove(inventory: Any) -> Any:
+        return cacheproof.prove_node(inventory, backend.targets(inventory), caches, mode=mode)
+
+    return prove, [c.group for c in caches]
 
 
 def _kube_sink(kubeconfig: str | None, lease_namespace: str | None, interval: float) -> Any:

@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,13 +39,21 @@ from maxtune.agent.profile import (
 )
 from maxtune.agent.publish import PublishError, Sink
 from maxtune.agent.targets import restrict
-from maxtune.contract.models import Measurements, MigStrategy, PolicySpec, ProfileStatus
+from maxtune.contract.models import (
+    CompileCacheProof,
+    Measurements,
+    MigStrategy,
+    PolicySpec,
+    ProfileStatus,
+)
 from maxtune.contract.policy import torch_rule
 from maxtune.retry import Backoff
 
 log = logging.getLogger("maxtune.agent")
 
 Clock = Callable[[], datetime]
+# Proves the configured compile caches on this node (cacheproof.py): one result per group.
+CacheProver = Callable[[Inventory], list[CompileCacheProof]]
 # A failed measurement (timeout, crash, lost device) may have been transient:
 # it is retried after this long, and until then the GPU is not capable.
 RETRY_FAILED_S = 3600.0
@@ -71,6 +79,8 @@ class Agent:
         backoff: Backoff | None = None,
         measurement_log: Path | None = None,
         mig_strategy: MigStrategy = migstrategy.DEFAULT,
+        cache_prover: CacheProver | None = None,
+        cache_groups: Sequence[str] | None = None,
     ) -> None:
         self.node = node
         self.backend = backend
@@ -82,6 +92,10 @@ class Agent:
         self.backoff = backoff or Backoff()
         self.measurement_log = measurement_log
         self.mig_strategy: MigStrategy = mig_strategy
+        self.cache_prover = cache_prover
+        # The groups the prover proves: proofs held for another set (a group added or
+        # removed, recovered from the published profile) are due again.
+        self.cache_groups = None if cache_groups is None else frozenset(cache_groups)
         self.started = time.monotonic()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -206,6 +220,54 @@ class Agent:
         if any(o.measurements is not None for o in outcomes.values()):
             self._wake.set()  # publish the new measurements now, not an interval later
 
+    def _cache_due(self) -> bool:
+        """The full profile proves the configured caches once per fingerprint; a proof that
+        failed is tried again after RETRY_FAILED_S, like a failed measurement."""
+        if self.cache_prover is None or self.level != "full":
+            return False
+        with self._lock:
+            held = list(self.state.compile_cache)
+        if not held:
+            return True
+        if self.cache_groups is not None and {p.group for p in held} != self.cache_groups:
+            return True
+        failed = [p for p in held if not p.works]
+        return bool(failed) and any(
+            (self.clock() - p.measured_time).total_seconds() >= RETRY_FAILED_S for p in failed
+        )
+
+    def _prove_cache(self, inventory: Inventory, fp: str) -> None:
+        """Never raises and never touches a verdict: a broken cache is a status, not a fault."""
+        assert self.cache_prover is not None
+        try:
+            proofs = self.cache_prover(inventory)
+        except Exception:
+            log.exception("compile-cache proof failed unexpectedly")
+            return
+        for p in proofs:
+            log.info(
+                "compile cache %s: reachable %s, hit %s, cold %s s, warm %s s%s",
+                p.group,
+                p.reachable,
+                p.hit,
+                p.cold_seconds,
+                p.warm_seconds,
+                f" ({p.reason}: {p.error})" if p.reason else "",
+            )
+        with self._lock:
+            if self.state.fingerprint != fp:
+                return
+            self.state.compile_cache = proofs
+        self._wake.set()
+
+    def _work(self, missing: Inventory, inventory: Inventory, fp: str) -> None:
+        """What a measurement thread does: the devices that lack measurements, then the
+        cache proof when it is due (after them, so it never competes with their timings)."""
+        if missing.gpus:
+            self._measure(missing, fp)
+        if self._cache_due():
+            self._prove_cache(inventory, fp)
+
     def _merge(self, outcomes: dict[str, GpuOutcome], fp: str) -> None:
         with self._lock:
             if self.state.fingerprint != fp:
@@ -254,13 +316,13 @@ class Agent:
         ):
             return
         missing = self._missing(inventory)
-        if not missing.gpus:
+        if not missing.gpus and not self._cache_due():
             return
         if block:
-            self._measure(missing, fp)
+            self._work(missing, inventory, fp)
             return
         self._measuring = threading.Thread(
-            target=self._measure, args=(missing, fp), name="maxtune-measure", daemon=True
+            target=self._work, args=(missing, inventory, fp), name="maxtune-measure", daemon=True
         )
         self._measuring.start()
 

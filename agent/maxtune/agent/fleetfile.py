@@ -22,6 +22,9 @@ fleet tests and benchmarks). It is only ever used when named explicitly
           modes:
             default: {stepMs: 1.62, compileSeconds: 3.8}
             max-autotune: {stepMs: 1.55, compileSeconds: 9.1}
+        compileCache:               # the agent's proof of each sharing group's cache
+          - {group: ml, coldSeconds: 11.3, warmSeconds: 1.1}
+          - {group: vision, fail: AuthRefused, message: "invalid username-password pair"}
     nodes:
       - name: gpu-a
         gpus:
@@ -146,6 +149,29 @@ class SimCompile(_Model):
         return self
 
 
+_CACHE_REASONS = (
+    "NoRedisPackage",
+    "BadUrl",
+    "Unreachable",
+    "AuthRefused",
+    "CompileFailed",
+    "Timeout",
+    "WarmMiss",
+)
+
+
+class SimCacheProof(_Model):
+    """The agent's compile-cache proof as a simulated node of this model publishes it:
+    the seconds a cold and a warm compile took, or why the proof failed."""
+
+    group: Annotated[str, Field(min_length=1, max_length=63)]
+    mode: Mode = Mode.MAX_AUTOTUNE_NO_CUDAGRAPHS
+    cold_seconds: Annotated[float, Field(ge=0)] = 0.0
+    warm_seconds: Annotated[float, Field(ge=0)] = 0.0
+    fail: Literal[_CACHE_REASONS] | None = None  # type: ignore[valid-type]
+    message: str | None = None
+
+
 class SimGpuModel(_Model):
     product: Annotated[str, Field(min_length=1, max_length=96)]
     memory_mib: Annotated[int, Field(ge=1)]
@@ -154,6 +180,8 @@ class SimGpuModel(_Model):
     gemm: list[SimGemm] = Field(default_factory=list)
     compile: SimCompile | None = None
     training: SimCompile | None = None
+    # What a node of this model publishes as its compile-cache proof (one per group).
+    compile_cache: list[SimCacheProof] = Field(default_factory=list)
 
 
 class SimMig(_Model):

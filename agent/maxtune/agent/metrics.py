@@ -181,6 +181,48 @@ WARM_BREAK_EVEN = _spec(
     "Only where the warm compile was measured.",
 )
 
+_CACHE = ("group", "gpu_class", "mode")
+CACHE_REACHABLE = _spec(
+    "maxtune_agent_compile_cache_reachable",
+    "gauge",
+    "1 when the agent's cache user logged in to a sharing group's compile cache and read a "
+    "key; 0 when it could not",
+    ("group", "reason"),
+    "From the agent's proof in its full profile (docs/decisions/0030-compile-cache.md). "
+    "`reason` is empty when the proof passed, else NoRedisPackage, BadUrl, Unreachable, "
+    "AuthRefused, CompileFailed, Timeout or WarmMiss. No series where no cache is configured. "
+    "Server-side hits and misses are not here: the agent's ACL user may run GET and SET only, "
+    "not INFO; the cache's own redis_exporter (compileCache.metrics) exports "
+    "`redis_keyspace_hits_total` and `redis_keyspace_misses_total`.",
+)
+CACHE_WORKS = _spec(
+    "maxtune_agent_compile_cache_hit",
+    "gauge",
+    "1 when a second fresh process compiling the reference block was served by the cache "
+    "(torch's fxgraph_cache_hit counter), else 0",
+    _CACHE,
+)
+CACHE_COLD = _spec(
+    "maxtune_agent_compile_cache_cold_seconds",
+    "gauge",
+    "Seconds of the proof's first compile of the reference block (empty local and remote cache)",
+    _CACHE,
+)
+CACHE_WARM = _spec(
+    "maxtune_agent_compile_cache_warm_seconds",
+    "gauge",
+    "Seconds of the proof's second compile, a fresh process served by the remote cache only",
+    _CACHE,
+)
+CACHE_SAVED = _spec(
+    "maxtune_agent_compile_cache_saved_seconds_per_start",
+    "gauge",
+    "Compile seconds the cache saves a pod's start on this block and mode (cold - warm)",
+    _CACHE,
+    "Only where the warm compile hit. One block and one mode; a real model saves in "
+    "proportion to its graphs.",
+)
+
 METRICS: tuple[MetricSpec, ...] = (
     AGENT_INFO,
     LAST_PUBLISH,
@@ -201,6 +243,11 @@ METRICS: tuple[MetricSpec, ...] = (
     STEP_SECONDS,
     BREAK_EVEN,
     WARM_BREAK_EVEN,
+    CACHE_REACHABLE,
+    CACHE_WORKS,
+    CACHE_COLD,
+    CACHE_WARM,
+    CACHE_SAVED,
 )
 
 
@@ -372,3 +419,23 @@ def _gpu_families(status: ProfileStatus, rule: str) -> Iterator[GaugeMetricFamil
                 blocks.add(device, block)
     yield from (sms, capable, flops, ratio, autotune, gemm_ok, *blocks.families())
     yield from _advice_families(status)
+    yield from _cache_families(status)
+
+
+def _cache_families(status: ProfileStatus) -> Iterator[GaugeMetricFamily]:
+    """The agent's proof of each sharing group's compile cache."""
+    reachable, works = CACHE_REACHABLE.gauge(), CACHE_WORKS.gauge()
+    cold, warm, saved = CACHE_COLD.gauge(), CACHE_WARM.gauge(), CACHE_SAVED.gauge()
+    for proof in status.compile_cache:
+        reachable.add_metric([proof.group, proof.reason or ""], 1.0 if proof.reachable else 0.0)
+        labels = [proof.group, proof.gpu_class or "", proof.mode]
+        if not proof.reachable:
+            continue
+        works.add_metric(labels, 1.0 if proof.hit else 0.0)
+        if proof.cold_seconds is not None:
+            cold.add_metric(labels, proof.cold_seconds)
+        if proof.warm_seconds is not None:
+            warm.add_metric(labels, proof.warm_seconds)
+        if proof.hit and proof.saved_seconds is not None:
+            saved.add_metric(labels, proof.saved_seconds)
+    yield from (reachable, works, cold, warm, saved)

@@ -33,6 +33,7 @@ from maxtune.contract import gate
 from maxtune.contract.assess import summarize
 from maxtune.contract.gpuclass import gpu_class
 from maxtune.contract.models import (
+    CompileCacheProof,
     GateVerdict,
     Gpu,
     Measurements,
@@ -108,6 +109,8 @@ class MeasurementState:
     by_gpu: dict[str, Measurements] = field(default_factory=dict)
     skipped: dict[str, tuple[str, str]] = field(default_factory=dict)  # uuid -> (reason, msg)
     measured_time: datetime | None = None
+    # The agent's proof of each sharing group's compile cache (cacheproof.py); never a verdict.
+    compile_cache: list[CompileCacheProof] = field(default_factory=list)
 
     def complete_for(self, devices: Sequence[Target], level: str) -> bool:
         """Every device has the measurements `level` asks for (skipped ones do not count)."""
@@ -126,7 +129,10 @@ class MeasurementState:
                 if m.uuid is not None and m.measurements is not None:
                     by_uuid[m.uuid] = m.measurements
         return cls(
-            fingerprint=status.fingerprint, by_gpu=by_uuid, measured_time=status.measured_time
+            fingerprint=status.fingerprint,
+            by_gpu=by_uuid,
+            measured_time=status.measured_time,
+            compile_cache=list(status.compile_cache),
         )
 
 
@@ -218,6 +224,7 @@ def build_status(
         gpus=gpus,
         resources=resources,
         summary=summary,
+        compile_cache=list(state.compile_cache),
         conditions=conditions(
             inventory=inventory,
             devices=devices,

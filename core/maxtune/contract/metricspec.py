@@ -63,6 +63,7 @@ LABELS: dict[str, str] = {
     "result": "How an AdmissionReview was answered (see the metric)",
     "capable": "maxtune.io/max-autotune-capable label value: true or false",
     "kind": "Kind of object an informer follows: node, namespace, profile, policy, lease",
+    "group": "Compile-cache sharing group (compileCache.groups[].name)",
 }
 
 

@@ -207,6 +207,39 @@ class Software(ApiModel):
     nvml_version: str | None = None
 
 
+class CompileCacheProof(ApiModel):
+    """The agent's proof of one sharing group's compile cache on this node: its reference
+    block compiled twice through the group's Redis, each time in a fresh process with an
+    empty local cache, under a key tag of its own (docs/decisions/0030-compile-cache.md).
+    Never part of a verdict: a broken cache costs compile time, not capability."""
+
+    group: str = Field(max_length=63, description="Sharing group (compileCache.groups[].name)")
+    gpu_class: str | None = Field(default=None, description="Class of the GPU compiled on")
+    mode: str = Field(max_length=64, description="torch.compile mode of both compiles")
+    reachable: bool = Field(description="The agent's user authenticated and read a key")
+    hit: bool = Field(
+        default=False, description="The warm compile was served by the cache (torch's counters)"
+    )
+    cold_seconds: Seconds | None = Field(default=None, description="First compile, empty cache")
+    warm_seconds: Seconds | None = Field(
+        default=None, description="Second compile, fresh process, served by the remote cache"
+    )
+    saved_seconds: float | None = Field(
+        default=None, description="cold - warm: what the cache saves a pod per start"
+    )
+    measured_time: datetime
+    reason: Reason | None = Field(
+        default=None,
+        description="Why the proof failed: NoRedisPackage, BadUrl, Unreachable, AuthRefused, "
+        "CompileFailed, Timeout, WarmMiss",
+    )
+    error: str | None = Field(default=None, max_length=400)
+
+    @property
+    def works(self) -> bool:
+        return self.reachable and self.hit
+
+
 class ModeAdvice(ApiModel):
     """One max-autotune mode judged against default on the training reference."""
 
@@ -298,6 +331,12 @@ class ProfileStatus(ApiModel):
     resources: list[ResourceSummary] = []
     summary: ProfileSummary
     conditions: list[Condition] = []
+    compile_cache: list[CompileCacheProof] = Field(
+        default=[],
+        max_length=32,
+        description="The agent's proof of each sharing group's compile cache (empty: none "
+        "configured, or not proved yet)",
+    )
 
 
 class ObjectMeta(ApiModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from maxtune.contract.assess import node_labels
 from maxtune.contract.models import ProfileStatus
@@ -47,7 +48,9 @@ class Fleet:
         synced: bool = True,
         heartbeat: datetime | None = None,
         default_step: float | None = None,
+        compile_cache: list[dict[str, Any]] | None = None,
     ) -> None:
+        """`compile_cache`: the agent's cache proofs (status.compileCache, wire form)."""
         gpus = allocatable(product, count, mig)
         all_labels = dict(labels or {})
         prof = None
@@ -64,6 +67,8 @@ class Fleet:
         self.state.upsert_node(rec)
         if prof is not None:
             prof = copy.deepcopy(prof)
+            if compile_cache is not None:
+                prof["status"]["compileCache"] = compile_cache
             prof["metadata"].update(uid=f"puid-{name}", resourceVersion=str(self._rv))
             p = read_profile(prof)
             assert p is not None

@@ -6,7 +6,8 @@ cluster policy), the measured gain, whether its profile is fresh, and whether
 the node's labels match what the labeller would write. Under it, the cluster's
 speed table: per GPU class, the training reference's step time in default and
 in the recommended mode, the gain and its interval, the extra compile and its
-break-even (speed.py).
+break-even (speed.py). Then, where agents proved a compile cache, per GPU class and
+sharing group whether it works and what it saves a pod's start (cachestatus.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from maxtune.contract.names import (
     RESOURCE_GPU,
 )
 from maxtune.kube import Kube
+from maxtune.operator.cachestatus import class_caches
+from maxtune.operator.cachestatus import table as cache_table
 from maxtune.operator.fleet import FleetState
 from maxtune.operator.labeller import label_patch
 from maxtune.operator.offline import USER_AGENT, fleet_from_cluster
@@ -139,12 +142,14 @@ def report(fleet: FleetState, now: float, out: IO[str], *, as_json: bool) -> int
     found = rows(fleet, now)
     facts = summary(found, fleet)
     speeds = class_speeds(fleet, now)
+    caches = class_caches(fleet, now)
     if as_json:
         json.dump(
             {
                 "summary": facts,
                 "nodes": [asdict(r) for r in found],
                 "gpuClasses": [s.wire() for s in speeds],
+                "compileCaches": [c.wire() for c in caches],
             },
             out,
             indent=2,
@@ -157,6 +162,8 @@ def report(fleet: FleetState, now: float, out: IO[str], *, as_json: bool) -> int
     out.write(table(found) + "\n\n")
     if speeds:
         out.write(speed_table(speeds) + "\n\n")
+    if caches:
+        out.write(cache_table(caches) + "\n\n")
     out.write(
         f"{facts['nodes']} GPU node(s), {facts['profiles']} profile(s), "
         f"{facts['capable']} max-autotune capable, {facts['stale']} stale, "
