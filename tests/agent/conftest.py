@@ -17,34 +17,21 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from maxtune.contract.names import GROUP, PROFILE_PLURAL, VERSION
-from maxtune_dev.localplane import wait_for
+from maxtune.kube import Kube
+from maxtune_dev.testkit.cluster import apply_crds
 
 ROOT = Path(__file__).resolve().parents[2]
-CRDS = ROOT / "crds"
 DEMO = ROOT / "examples" / "fleets" / "demo.yaml"
 
 
 @pytest.fixture(scope="session")
 def agent_crds(k8s: ApiClient) -> None:
     """The CRDs from crds/ (created or replaced), Established before any test uses them."""
-    ext = client.ApiextensionsV1Api(k8s)
-    for path in sorted(CRDS.glob("*.yaml")):
-        body = yaml.safe_load(path.read_text())
-        name = body["metadata"]["name"]
-        try:
-            ext.create_custom_resource_definition(body)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-            current = ext.read_custom_resource_definition(name)
-            body["metadata"]["resourceVersion"] = current.metadata.resource_version
-            ext.replace_custom_resource_definition(name, body)
-
-        def established(name: str = name) -> bool:
-            conditions = ext.read_custom_resource_definition(name).status.conditions or []
-            return any(c.type == "Established" and c.status == "True" for c in conditions)
-
-        wait_for(established, timeout_s=60, what=f"CRD {name} Established")
+    kube = Kube(k8s.configuration)
+    try:
+        apply_crds(kube)
+    finally:
+        kube.close()
 
 
 @pytest.fixture

@@ -14,14 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
 from maxtune.kube import Kube
-from maxtune_dev.localplane import wait_for
-from maxtune_dev.testkit.cluster import CRDS
+from maxtune_dev.testkit.cluster import apply_crds
 from maxtune_dev.testkit.operator import (
     WEBHOOKS,
     OperatorProcess,
@@ -39,24 +36,12 @@ def kube(k8s: ApiClient) -> Kube:
 
 @pytest.fixture(scope="session")
 def maxtune_crds(k8s: ApiClient) -> None:
-    ext = client.ApiextensionsV1Api(k8s)
-    for path in sorted(CRDS.glob("*.yaml")):
-        body = yaml.safe_load(path.read_text())
-        name = body["metadata"]["name"]
-        try:
-            ext.create_custom_resource_definition(body)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-            current = ext.read_custom_resource_definition(name)
-            body["metadata"]["resourceVersion"] = current.metadata.resource_version
-            ext.replace_custom_resource_definition(name, body)
-
-        def established(name: str = name) -> bool:
-            conditions = ext.read_custom_resource_definition(name).status.conditions or []
-            return any(c.type == "Established" and c.status == "True" for c in conditions)
-
-        wait_for(established, timeout_s=60, what=f"CRD {name} Established")
+    """The CRDs from crds/ (created or replaced), Established before any test uses them."""
+    kube = Kube(k8s.configuration)
+    try:
+        apply_crds(kube)
+    finally:
+        kube.close()
 
 
 @pytest.fixture(scope="module")

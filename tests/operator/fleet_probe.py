@@ -23,12 +23,11 @@ from tempfile import mkdtemp
 sys.path.insert(0, str(Path(__file__).parent))
 
 import psutil
-import yaml
 
 from maxtune.kube import Kube
 from maxtune_dev.localplane import LocalPlane, kwok_node, wait_for
 from maxtune_dev.testkit import A100, H100, RTX3070, T4, profile
-from maxtune_dev.testkit.cluster import CRDS, put_profile
+from maxtune_dev.testkit.cluster import apply_crds, put_profile
 from maxtune_dev.testkit.operator import OperatorProcess, write_pki
 
 PRODUCTS = [(H100, 8, 0.08), (A100, 8, 0.05), (T4, 4, None), (RTX3070, 2, None), (H100, 8, 0.12)]
@@ -47,13 +46,7 @@ def main(n: int) -> None:
     work = Path(mkdtemp(prefix="fleet-probe-"))
     with LocalPlane() as plane:
         kube = Kube.connect(plane.kubeconfig)
-        for path in sorted(CRDS.glob("*.yaml")):
-            kube.request(
-                "POST",
-                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                body=yaml.safe_load(path.read_text()),
-            )
-        time.sleep(3)  # CRDs established
+        apply_crds(kube)
 
         def make(i: int) -> None:
             product, count, gain = PRODUCTS[i % len(PRODUCTS)]

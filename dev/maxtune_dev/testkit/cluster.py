@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
+
 from maxtune.kube import Kube, KubeError
 from maxtune_dev.localplane.waits import wait_for
 
@@ -48,6 +50,30 @@ def put_profile(kube: Kube, body: dict[str, Any]) -> dict[str, Any]:
             content_type="application/merge-patch+json",
         )
     return dict(current)
+
+
+def apply_crds(kube: Kube, folder: Path = CRDS, timeout_s: float = 60) -> None:
+    """The CRDs of `folder` created or replaced, each Established before this returns: what
+    every suite on a fresh plane needs first (a replace keeps a plane shared by modules)."""
+    path_of = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    for path in sorted(folder.glob("*.yaml")):
+        body = yaml.safe_load(path.read_text())
+        name = body["metadata"]["name"]
+        try:
+            kube.request("POST", path_of, body=body)
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+            current = kube.request("GET", f"{path_of}/{name}")
+            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            kube.request("PUT", f"{path_of}/{name}", body=body)
+
+        def established(name: str = name) -> bool:
+            crd = kube.request("GET", f"{path_of}/{name}")
+            conditions = (crd.get("status") or {}).get("conditions") or []
+            return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+        wait_for(established, timeout_s=timeout_s, what=f"CRD {name} Established")
 
 
 def delete_quietly(kube: Kube, path: str) -> None:
