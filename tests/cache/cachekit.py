@@ -23,6 +23,8 @@ from tests.chart.helmkit import FULLNAME, Rendered, render
 CONFIG = f"{FULLNAME}-cache-config"
 DIRECTORY = f"{FULLNAME}-compile-cache"
 MEMBER_SECRET = "maxtune-compile-cache"
+# The group most tests compile through: `train` writes, `serve` only reads.
+ML_GROUPS = [{"name": "ml", "namespaces": ["train"], "readOnlyNamespaces": ["serve"]}]
 
 
 def decoded(secret: dict[str, Any]) -> dict[str, str]:

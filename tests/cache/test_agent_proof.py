@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sys
 import urllib.parse
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,13 +23,12 @@ from maxtune.agent.daemon import Agent
 from maxtune.contract.models import CompileCacheProof
 from maxtune_dev.localplane.process import free_port
 from maxtune_dev.localplane.redisserver import RedisServer
-from tests.cache.cachekit import ChartCache, decoded, local_url, render_cache
+from tests.cache.cachekit import ChartCache, decoded, local_url
 from tests.chart.helmkit import FULLNAME
 
 pytestmark = pytest.mark.slow  # the proof's compiles are fresh processes importing torch
 
 ROOT = Path(__file__).resolve().parents[2]
-GROUPS = [{"name": "ml", "namespaces": ["train"], "readOnlyNamespaces": ["serve"]}]
 FLEET = """
 name: proof
 gpuModels:
@@ -49,17 +47,6 @@ nodes:
   - name: gpu-a
     gpus: [{model: h100, count: 2}]
 """
-
-
-@pytest.fixture(scope="module")
-def chart() -> ChartCache:
-    return render_cache({"groups": GROUPS, "metrics": {"enabled": True}})
-
-
-@pytest.fixture(scope="module")
-def server(chart: ChartCache, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with chart.server("ml", tmp_path_factory.mktemp("ml")) as started:
-        yield started
 
 
 def agent_url(chart: ChartCache, server: RedisServer) -> str:

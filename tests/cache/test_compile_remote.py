@@ -14,19 +14,18 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from maxtune_dev.localplane.redisserver import RedisServer, hung_server
-from tests.cache.cachekit import ChartCache, local_url, render_cache
+from tests.cache.cachekit import ML_GROUPS, ChartCache, local_url, render_cache
 
 pytestmark = pytest.mark.slow  # each compile is a fresh process importing torch
 
 ROOT = Path(__file__).resolve().parents[2]
-GROUPS = [{"name": "ml", "namespaces": ["train"], "readOnlyNamespaces": ["serve"]}]
 CHILD_TIMEOUT_S = 300
 # What an image without the redis package looks like to torch: `import redis` fails.
 NO_REDIS = (
@@ -34,17 +33,6 @@ NO_REDIS = (
     "sys.argv[0] = 'compile_child'; runpy.run_module('benchmarks.cache.compile_child', "
     "run_name='__main__')"
 )
-
-
-@pytest.fixture(scope="module")
-def chart() -> ChartCache:
-    return render_cache({"groups": GROUPS, "metrics": {"enabled": True}})
-
-
-@pytest.fixture(scope="module")
-def server(chart: ChartCache, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with chart.server("ml", tmp_path_factory.mktemp("ml")) as started:
-        yield started
 
 
 def compile_in_child(
@@ -158,7 +146,7 @@ def test_hung_cache_costs_timeouts_not_a_hang(tmp_path: Path) -> None:
     """The URL's timeouts (compileCache.client) bound what a hung Redis costs a compile."""
     chart = render_cache(
         {
-            "groups": GROUPS,
+            "groups": ML_GROUPS,
             "client": {"connectTimeoutSeconds": 1, "socketTimeoutSeconds": 1},
         }
     )
