@@ -77,13 +77,17 @@ RECIPES: dict[str, dict[str, str]] = {
         "TORCHINDUCTOR_BUNDLED_AUTOTUNE_REMOTE_CACHE": "1",
     },
     "fx+aot": {**FX, "TORCHINDUCTOR_AUTOGRAD_REMOTE_CACHE": "1"},
+    "fx+autotune+aot": {
+        **FX,
+        "TORCHINDUCTOR_AUTOTUNE_REMOTE_CACHE": "1",
+        "TORCHINDUCTOR_AUTOGRAD_REMOTE_CACHE": "1",
+    },
 }
 FAULTS = (
     ("fx", "train", "default"),
     ("fx+aot", "train", "default"),
     ("fx+autotune", "mlp", "max-autotune-no-cudagraphs"),
 )
-CHILD_TIMEOUT_S = 300.0
 INFO_KEYS = ("keyspace_hits", "keyspace_misses", "used_memory", "evicted_keys")
 
 
@@ -96,6 +100,7 @@ class Bench:
     deadline: float
     tmp: Path
     runs: list[dict[str, Any]] = field(default_factory=list)
+    proofs: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
     def admin(self, *command: str) -> str:
@@ -109,9 +114,17 @@ class Bench:
         return found
 
     def child(
-        self, label: str, workload: str, mode: str, env: Mapping[str, str], tiny: bool
+        self,
+        label: str,
+        workload: str,
+        mode: str,
+        env: Mapping[str, str],
+        tiny: bool,
+        *,
+        folder: Path | None = None,
     ) -> dict[str, Any]:
-        """One fresh process; its result, with Redis' INFO moved by it."""
+        """One fresh process; its result, with Redis' INFO moved by it. `folder`: the local
+        cache folders to use (another process's, filled); by default new, empty ones."""
         remaining = self.deadline - time.monotonic()
         if remaining < 20:
             self.skipped.append(f"{label} {workload} {mode}: budget spent")
@@ -122,7 +135,7 @@ class Bench:
                 "ok": False,
                 "skipped": "budget",
             }
-        folder = Path(tempfile.mkdtemp(prefix="inductor-", dir=self.tmp))
+        folder = folder or Path(tempfile.mkdtemp(prefix="inductor-", dir=self.tmp))
         full_env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("TORCHINDUCTOR_")},
             "TORCHINDUCTOR_CACHE_DIR": str(folder / "inductor"),
@@ -160,7 +173,7 @@ class Bench:
                 env=full_env,
                 capture_output=True,
                 text=True,
-                timeout=min(CHILD_TIMEOUT_S, remaining),
+                timeout=min(self.args.child_timeout, remaining),
                 check=False,
             )
             code, out, err = done.returncode, done.stdout, done.stderr
@@ -176,6 +189,7 @@ class Bench:
             "rc": code,
             "wall_s": wall,
             "ok": code == 0,
+            "folder": str(folder),
         }
         record["redis"] = {k: after[k] - before[k] for k in INFO_KEYS if k != "used_memory"}
         record["redis"].update(used_memory=after["used_memory"], keys=after["keys"])
@@ -197,10 +211,23 @@ class Bench:
         return record
 
     def pair(self, workload: str, mode: str, recipe: str) -> None:
+        """Cold, then warm through Redis alone; with --folder-warm, a third process on the cold
+        one's filled local folders and no remote cache (what the issue's folder-cache table
+        measured), so that what Redis does not carry shows up in the same run."""
         env = {**RECIPES[recipe], "TORCHINDUCTOR_REDIS_URL": self.url()}
         self.admin("FLUSHALL")
-        for phase in ("cold", "warm"):
-            self.child(f"{recipe}:{phase}", workload, mode, env, self.args.tiny)
+        cold = self.child(f"{recipe}:cold", workload, mode, env, self.args.tiny)
+        self.child(f"{recipe}:warm", workload, mode, env, self.args.tiny)
+        # torch leaves the remote-cache switches out of the FX graph's key
+        # (config._cache_config_ignore_prefix), so a warm process with fewer caches switched on
+        # finds the same entries: what each extra cache adds, measured from one cold compile.
+        for other in self.args.also_warm:
+            if other != recipe and set(RECIPES[other].items()) <= set(RECIPES[recipe].items()):
+                other_env = {**RECIPES[other], "TORCHINDUCTOR_REDIS_URL": self.url()}
+                self.child(f"{other}:warm<{recipe}", workload, mode, other_env, self.args.tiny)
+        if self.args.folder_warm and cold.get("ok"):
+            folder = Path(cold["folder"])
+            self.child(f"{recipe}:folder", workload, mode, {}, self.args.tiny, folder=folder)
 
     def url(self, port: int | None = None, **query: float) -> str:
         return redisserver.url(
@@ -208,15 +235,47 @@ class Bench:
         )
 
 
-def faults(bench: Bench) -> None:
+def faults(bench: Bench, which: Sequence[tuple[str, str, str]]) -> None:
     """Each recipe against a hung Redis (1 s timeouts in the URL): does the compile survive?"""
     with redisserver.hung_server() as port:
         # The autotune cache is consulted only for kernels with several configs or under
         # coordinate descent: a max-autotune mode, so that its path is the one exercised.
-        for recipe, workload, mode in FAULTS:
+        for recipe, workload, mode in which:
             url = bench.url(port, socket_timeout=1, socket_connect_timeout=1)
             env = {**RECIPES[recipe], "TORCHINDUCTOR_REDIS_URL": url}
             bench.child(f"hung:{recipe}", workload, mode, env, tiny=True)
+
+
+def agent_proof(bench: Bench, mode: str) -> None:
+    """The agent's own proof (maxtune.agent.cacheproof.prove, what its full profile runs) against
+    this server, with the URL timeouts the chart gives the agent: cold and warm compile of the
+    reference block, each a fresh process, key salted per proof."""
+    from maxtune.agent import cacheproof  # noqa: PLC0415 - needs pydantic (prepare_device.sh)
+
+    url = bench.url(socket_connect_timeout=2, socket_timeout=5)
+    began = time.monotonic()
+    proof = cacheproof.prove(
+        cacheproof.CacheTarget("bench", url),
+        device=bench.args.device,
+        mode=mode,
+        tiny=bench.args.tiny,
+        timeout_s=bench.args.child_timeout,
+    )
+    record = proof.model_dump(mode="json", by_alias=True, exclude_none=True)
+    record["wall_s"] = round(time.monotonic() - began, 1)
+    bench.proofs.append(record)
+    print(f"  agent proof ({mode}): {json.dumps(record, sort_keys=True)}", flush=True)
+
+
+def parse_triples(text: str) -> list[tuple[str, str, str]]:
+    """`recipe:workload:mode,...`, each recipe one of RECIPES."""
+    triples = []
+    for item in filter(None, text.split(",")):
+        recipe, workload, mode = item.split(":")
+        if recipe not in RECIPES or workload not in ("mlp", "train") or mode not in MODES:
+            raise SystemExit(f"not recipe:workload:mode: {item!r}")
+        triples.append((recipe, workload, mode))
+    return triples
 
 
 def redis_binary(args: argparse.Namespace, tmp: Path) -> Path:
@@ -266,6 +325,7 @@ def summary(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         warm = by_key.get((label.replace(":cold", ":warm"), workload, mode))
         if warm is None:
             continue
+        folder = by_key.get((label.replace(":cold", ":folder"), workload, mode))
         out.append(
             {
                 "recipe": label.split(":")[0],
@@ -279,12 +339,14 @@ def summary(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "warm_step_slower_by": warm["step_s"] / cold["step_s"] - 1,
                 "warm_fx_hits": warm["counters"]["inductor"].get("fxgraph_cache_hit", 0),
                 "warm_fx_misses": warm["counters"]["inductor"].get("fxgraph_cache_miss", 0),
+                "warm_share": warm["first_call_s"] / cold["first_call_s"],
+                "folder_warm_first_call_s": folder["first_call_s"] if folder else None,
             }
         )
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="gpu_cache_run",
         description=__doc__,
@@ -300,7 +362,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=float, default=470.0)
     parser.add_argument("--no-variants", action="store_true")
     parser.add_argument("--no-faults", action="store_true")
-    args = parser.parse_args(argv)
+    parser.add_argument("--child-timeout", type=float, default=300.0, help="seconds per process")
+    parser.add_argument(
+        "--pairs",
+        help="recipe:workload:mode,... to run instead of the fx pairs and the variants",
+    )
+    parser.add_argument(
+        "--faults", help="recipe:workload:mode,... against a hung server instead of the default"
+    )
+    parser.add_argument(
+        "--folder-warm", action="store_true", help="also a warm process on the cold one's folder"
+    )
+    parser.add_argument("--agent-proof", metavar="MODE", help="also run the agent's own proof")
+    parser.add_argument(
+        "--also-warm",
+        type=lambda text: [r for r in text.split(",") if r],
+        default=[],
+        help="recipes (subsets of the pair's) whose warm process also runs after each pair",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="cache-run-"))
@@ -316,14 +400,19 @@ def main(argv: list[str] | None = None) -> int:
     ) as server:
         bench = Bench(args, server, password, admin, started + args.budget_s, tmp)
         print(f"redis: {redisserver.version_of(binary)} on 127.0.0.1:{server.port}", flush=True)
-        for workload in workloads:
+        if args.agent_proof:
+            agent_proof(bench, args.agent_proof)
+        pairs = parse_triples(args.pairs) if args.pairs else []
+        for recipe, workload, mode in pairs:
+            bench.pair(workload, mode, recipe)
+        for workload in workloads if not pairs else []:
             for mode in modes:
                 bench.pair(workload, mode, "fx")
         # In order of what the decision needs most, so a spent budget cuts the least: the
         # recipe's saving, then whether each candidate survives a hung cache, then variants.
         if not args.no_faults:
-            faults(bench)
-        if not args.no_variants:
+            faults(bench, parse_triples(args.faults) if args.faults else list(FAULTS))
+        if not args.no_variants and not pairs:
             ma = next((m for m in modes if m.startswith("max-autotune")), modes[0])
             for recipe in ("fx+autotune", "fx+autotune+bundled"):
                 bench.pair(workloads[0], ma, recipe)
@@ -339,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": time.monotonic() - started,
         "skipped": bench.skipped,
         "summary": findings,
+        "agent_proofs": bench.proofs,
         "runs": bench.runs,
     }
     (args.out / "cache_run.json").write_text(json.dumps(result, indent=2, sort_keys=True))
@@ -352,10 +442,16 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{s['recipe']:<20} {s['workload']:<6} {s['mode']:<27} first call "
             f"{s['cold_first_call_s']:7.2f} -> {s['warm_first_call_s']:6.2f} s "
-            f"({s['compile_saving']:+.0%} saved), step {s['cold_step_s'] * 1e3:.3f} -> "
+            f"({s['warm_share']:.0%} of cold; folder "
+            f"{fmt(s['folder_warm_first_call_s'], '.2f')} s), step {s['cold_step_s'] * 1e3:.3f} -> "
             f"{s['warm_step_s'] * 1e3:.3f} ms, warm fx hits {s['warm_fx_hits']} "
             f"misses {s['warm_fx_misses']}"
         )
+    for r in bench.runs:
+        phases = sorted(r.get("phases", {}).items(), key=lambda kv: -kv[1])[:8]
+        if phases:
+            shown = ", ".join(f"{name} {sec:.2f}" for name, sec in phases)
+            print(f"phases {r['label']} {r['workload']} {r['mode']}: {shown}")
     for line in bench.skipped:
         print(f"skipped: {line}")
     print(f"wrote {args.out / 'cache_run.json'} in {result['wall_s']:.0f} s")
