@@ -164,6 +164,7 @@ class Bench:
             str(self.args.steps),
         ]
         argv += ["--tiny"] if tiny else []
+        argv += ["--prewarm"] if self.args.prewarm else []
         before = self.stats()
         began = time.monotonic()
         try:
@@ -341,6 +342,8 @@ def summary(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "warm_fx_misses": warm["counters"]["inductor"].get("fxgraph_cache_miss", 0),
                 "warm_share": warm["first_call_s"] / cold["first_call_s"],
                 "folder_warm_first_call_s": folder["first_call_s"] if folder else None,
+                "cold_init_s": cold.get("init_s"),
+                "warm_init_s": warm.get("init_s"),
             }
         )
     return out
@@ -374,6 +377,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--folder-warm", action="store_true", help="also a warm process on the cold one's folder"
     )
     parser.add_argument("--agent-proof", metavar="MODE", help="also run the agent's own proof")
+    parser.add_argument(
+        "--prewarm",
+        action="store_true",
+        help="each process pays torch.compile's one-time start on a one-op function first",
+    )
     parser.add_argument(
         "--also-warm",
         type=lambda text: [r for r in text.split(",") if r],
