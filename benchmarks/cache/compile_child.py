@@ -22,6 +22,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 T0 = time.perf_counter()
@@ -204,6 +205,17 @@ def counters_snapshot() -> dict[str, Any]:
     return {**picked, "remote": remote}
 
 
+def compiled_code() -> list[str]:
+    """The keys (hashes of the source) of the compiled graphs' Python modules this process ran:
+    the wrapper code embeds every kernel's source, so two processes with the same keys ran
+    the same code, and a step-time difference between them is noise, not the cache."""
+    from torch._inductor.codecache import PyCodeCache  # noqa: PLC0415
+
+    return sorted(
+        {Path(m.__file__).stem for m in PyCodeCache.modules if hasattr(m, "call") and m.__file__}
+    )
+
+
 def compile_phases() -> dict[str, float]:
     """Seconds per phase torch times itself (`dynamo_timed`: tracing, AOTAutograd, Inductor's
     codegen, the FX cache's lookup, loading kernels...), summed over graphs: where a warm
@@ -250,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         redis_package=has_redis,
         counters=counters_snapshot(),
         phases=compile_phases(),
+        code=compiled_code(),
     )
     print(json.dumps(result, sort_keys=True), flush=True)
     sys.stderr.flush()

@@ -343,6 +343,7 @@ def summary(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "warm_share": warm["first_call_s"] / cold["first_call_s"],
                 "folder_warm_first_call_s": folder["first_call_s"] if folder else None,
                 "cold_init_s": cold.get("init_s"),
+                "same_code": bool(cold.get("code")) and cold.get("code") == warm.get("code"),
                 "warm_init_s": warm.get("init_s"),
             }
         )
