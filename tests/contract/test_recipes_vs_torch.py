@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from maxtune.contract import compilecache
 from maxtune.contract.modes import DEFAULT_RECIPES, INDUCTOR_ENV, Mode
 
 torch = pytest.importorskip("torch")
@@ -79,3 +80,17 @@ def test_every_known_variable_is_read_by_installed_torch(name: str) -> None:
 def test_recipes_only_use_known_variables() -> None:
     for mode, env in DEFAULT_RECIPES.items():
         assert set(env) <= INDUCTOR_ENV, mode
+
+
+def test_compile_cache_switches_turn_on_torchs_remote_caches(baseline: dict[str, object]) -> None:
+    """The switches the webhook hands out and the agent proves (contract.compilecache) are ones
+    torch reads, and with them set, exactly the FX graph remote cache turns on: not the
+    autotune or AOTAutograd remote caches, which fail a compile or a training step when the
+    server hangs (decision 0030)."""
+    before: dict[str, object] = baseline["config"]  # type: ignore[assignment]
+    env = {**compilecache.SWITCHES, compilecache.URL_VAR: "redis://u:p@127.0.0.1:1"}
+    after: dict[str, object] = _inductor_config(env)["config"]  # type: ignore[assignment]
+    changed = {k for k in after if after[k] != before.get(k)}
+    assert changed == {"fx_graph_remote_cache"}
+    assert after["fx_graph_remote_cache"] is True
+    assert after["autotune_remote_cache"] is None and after["bundled_autotune_remote_cache"] is None

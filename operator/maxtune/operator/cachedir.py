@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from maxtune.contract import compilecache
+
 log = logging.getLogger(__name__)
 
 PASSWORD_VAR = "MAXTUNE_CACHE_PASSWORD"
@@ -37,15 +39,14 @@ class CacheEntry:
     def env(self) -> tuple[Mapping[str, Any], ...]:
         """The variables a GPU container gets, in order: the password (from the Secret in the
         pod's namespace, never in the manifest), then the URL that refers to it, then the
-        switch for torch's FX graph remote cache (decision 0030: the one that carries the
-        compiled graphs with max-autotune's choices and the kernels)."""
+        switches of `maxtune.contract.compilecache` (decision 0030), the ones the agent proves."""
         return (
             {
                 "name": PASSWORD_VAR,
                 "valueFrom": {"secretKeyRef": {"name": self.secret_name, "key": self.password_key}},
             },
-            {"name": "TORCHINDUCTOR_REDIS_URL", "value": self.url_template},
-            {"name": "TORCHINDUCTOR_FX_GRAPH_REMOTE_CACHE", "value": "1"},
+            {"name": compilecache.URL_VAR, "value": self.url_template},
+            *({"name": k, "value": v} for k, v in compilecache.SWITCHES.items()),
         )
 
 
