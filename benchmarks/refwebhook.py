@@ -2,11 +2,10 @@
 
     python -m benchmarks.refwebhook --port P --tls-cert-file C --tls-key-file K --stats-port S
 
-The webhook benchmark's third arm. It is served as `maxtune operator` served its
-webhook until decision 0009 (maxtune.operator.server.start: aiohttp, HTTP/1.1 only, the
-same TLS context from maxtune.operator.tls, the same backlog, no access log); the operator
-now serves HTTP/2 through hypercorn, so against it this arm differs in transport too.
-It answers every review with an allowed AdmissionReview carrying one constant patch (the
+The webhook benchmark's third arm. It is served exactly as `maxtune operator`
+serves its webhook (maxtune.operator.server.start: aiohttp, the same TLS context
+from maxtune.operator.tls, the same backlog, no access log), answers every
+review with an allowed AdmissionReview carrying one constant patch (the
 `maxtune.io/decision` annotation, value `reference`), and does nothing else:
 no watches, no fleet, no decision. The API server's cost of calling *a*
 webhook on this plane is then what this arm adds over no webhook at all;

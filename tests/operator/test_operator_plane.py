@@ -9,14 +9,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from kubernetes.client import ApiClient
 
-from benchmarks.connwatch import ConnWatch
 from maxtune.contract.names import (
     ANNOTATION_DECISION,
     LABEL_CAPABLE,
@@ -480,24 +478,6 @@ def test_unopted_and_protected_pods_are_untouched(
         assert ANNOTATION_DECISION not in (system["metadata"].get("annotations") or {})
     finally:
         delete_quietly(kube, f"/api/v1/namespaces/kube-system/pods/{system['metadata']['name']}")
-
-
-def test_the_api_server_calls_the_webhook_over_one_http2_connection(
-    kube: Kube, operator: OperatorProcess, webhook: str, namespace: str, mixed_fleet: dict[str, str]
-) -> None:
-    """20 creators at once: over HTTP/1.1 kube-apiserver would open a connection per call in
-    flight beyond its idle pool; over HTTP/2 (ALPN h2, decision 0009) it multiplexes them all
-    on one, so at most one new connection appears (none when one is already open)."""
-    watch = ConnWatch(operator.webhook_port, interval_s=0.05).start()
-    bodies = [gpu_pod("burst") for _ in range(40)]
-    for body in bodies:
-        del body["metadata"]["name"]
-        body["metadata"]["generateName"] = "burst-"
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        created = list(pool.map(lambda body: create_pod(kube, namespace, body), bodies))
-    seen = watch.stop()
-    assert all(decision(pod).get("mode") for pod in created), [decision(p) for p in created]
-    assert seen["new_connections"] <= 1 and seen["open_at_end"] >= 1, seen
 
 
 def test_webhook_down_fails_open_and_labeller_converges_after(

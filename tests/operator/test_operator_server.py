@@ -38,7 +38,7 @@ async def running(
     fleet = mixed_fleet().state
     metrics = Metrics("test", fleet)
     tls = server_context(pki.cert, pki.key)
-    hook = await server.serve_webhook(
+    hook_runner, hook_port = await server.start(
         server.webhook_app(
             fleet, metrics, own_namespace="maxtune-system", version="test", ready=ready
         ),
@@ -50,9 +50,9 @@ async def running(
         server.health_app(metrics, healthy=lambda: True, ready=ready), "127.0.0.1", 0
     )
     try:
-        yield {"pki": pki, "hook": hook.port, "health": health_port, "tls": tls, "metrics": metrics}
+        yield {"pki": pki, "hook": hook_port, "health": health_port, "tls": tls, "metrics": metrics}
     finally:
-        await hook.close()
+        await hook_runner.cleanup()
         await health_runner.cleanup()
 
 
@@ -71,7 +71,7 @@ def test_webhook_answers_every_post_with_200_over_tls(tmp_path: Path) -> None:
             # Plain HTTP on the TLS port is refused: the webhook serves TLS only.
             try:
                 async with http.post(f"http://127.0.0.1:{s['hook']}/mutate", data=b"{}") as resp:
-                    assert resp.status == 400  # an answer to a non-TLS hello, never a review
+                    assert resp.status == 400  # aiohttp's answer to a non-TLS hello, never a review
             except aiohttp.ClientError:
                 pass
             async with http.get(url, ssl=ctx) as resp:

@@ -117,13 +117,11 @@ class Operator:
         self._tasks: list[asyncio.Task[Any]] = []
         self._exit_code = 0
         self._runners: list[web.AppRunner] = []
-        self._webhook: server.Listener | None = None
 
     # ------------------------------------------------------------ probes
 
     def healthy(self) -> bool:
-        webhook = self._webhook is None or self._webhook.alive()
-        return (webhook and all(i.alive() for i in self._informers)) or self.stopping
+        return all(i.alive() for i in self._informers) or self.stopping
 
     def ready(self) -> bool:
         return self.primed and not self.stopping
@@ -189,10 +187,10 @@ class Operator:
             version=VERSION,
             ready=lambda: self.primed,
         )
-        self._webhook = await server.serve_webhook(
+        runner, self.webhook_port = await server.start(
             webhook_app, cfg.webhook_host, cfg.webhook_port, tls
         )
-        self.webhook_port = self._webhook.port
+        self._runners.insert(0, runner)  # closed first on shutdown
         log.info(
             "maxtune %s: webhook https://%s:%d/mutate, metrics http://%s:%d/metrics",
             VERSION,
@@ -322,8 +320,6 @@ class Operator:
         self.kube.close()  # ends the informers' blocked watch reads
         for informer in self._informers:
             await asyncio.to_thread(informer.join, 5.0)
-        if self._webhook is not None:
-            await self._webhook.close()  # first: requests in flight finish
         for runner in self._runners:
             await runner.cleanup()
 
