@@ -342,7 +342,6 @@ def summary(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "mode": mode,
                 "cold_first_call_s": cold["first_call_s"],
                 "warm_first_call_s": warm["first_call_s"],
-                "compile_saving": 1 - warm["first_call_s"] / cold["first_call_s"],
                 "cold_step_s": cold["step_s"],
                 "warm_step_s": warm["step_s"],
                 "warm_step_slower_by": warm["step_s"] / cold["step_s"] - 1,
