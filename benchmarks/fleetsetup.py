@@ -92,6 +92,16 @@ def node_settled(node: dict[str, Any]) -> bool:
     return ready and not any(t.get("key", "").startswith("node.kubernetes.io/") for t in taints)
 
 
+def _unsettled(name: str, node: dict[str, Any] | None) -> str:
+    """Why one node is not settled, in a few words: its Ready condition and its taints."""
+    if node is None:
+        return f"{name}: absent"
+    conditions = (node.get("status") or {}).get("conditions") or []
+    ready: dict[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
+    taints = [t.get("key", "") for t in (node.get("spec") or {}).get("taints") or []]
+    return f"{name}: Ready={ready.get('status', '?')} ({ready.get('reason', '')}), taints {taints}"
+
+
 async def wait_settled(api: Api, names: Sequence[str], *, timeout_s: float = 600) -> float:
     """Until every named node is Ready and untainted; returns the seconds waited."""
     started = time.monotonic()
@@ -102,8 +112,13 @@ async def wait_settled(api: Api, names: Sequence[str], *, timeout_s: float = 600
         if wanted <= settled:
             return time.monotonic() - started
         if time.monotonic() - started > timeout_s:
-            missing = len(wanted - settled)
-            raise TimeoutError(f"{missing} node(s) not Ready and untainted after {timeout_s:.0f}s")
+            missing = sorted(wanted - settled)
+            by_name = {n["metadata"]["name"]: n for n in nodes}
+            sample = "; ".join(_unsettled(n, by_name.get(n)) for n in missing[:5])
+            raise TimeoutError(
+                f"{len(missing)} node(s) not Ready and untainted after {timeout_s:.0f}s "
+                f"(e.g. {sample})"
+            )
         await asyncio.sleep(2)
 
 
