@@ -6,7 +6,9 @@ Two changes from the test plane, both about the simulation, not about maxtune:
   instead of 40 s), and the node-lifecycle controller waits 900 s instead of
   50 s before it calls a silent node unhealthy (300 s was enough on one
   machine; on a slower one, creating 5,000 nodes took 258 s and kwok's renewals
-  fell so far behind that 955 nodes were marked Unknown and stayed so). At the kubelet's real rate,
+  fell so far behind that 955 nodes were marked Unknown and stayed so); new
+  nodes get as long to post their first status (the default 60 s left 436
+  late-created nodes tainted unreachable in the next try). At the kubelet's real rate,
   2,000 nodes are 200 Lease writes a second: measured on this machine, 0.85 of
   its 2 cores (API server 0.5, kwok 0.15, etcd 0.13) go to that alone, idle.
   A real 2,000-node cluster pays that on control-plane machines of its own;
@@ -45,6 +47,7 @@ BENCH_PLANE_ARGS: dict[str, list[str]] = {
     "kwok": [f"--node-lease-duration-seconds={LEASE_SECONDS}"],
     "kube-controller-manager": [
         "--node-monitor-grace-period=900s",
+        "--node-startup-grace-period=900s",
         "--kube-api-qps=200",
         "--kube-api-burst=400",
     ],
