@@ -144,40 +144,6 @@ def test_failed_writes_are_counted_and_retried_with_backoff() -> None:
     assert f.state.nodes["h0"].labels[LABEL_MODE] == "max-autotune"
 
 
-def test_while_profiles_are_listed_only_nodes_with_a_profile_are_written() -> None:
-    """The labeller starts before the last page of profiles is in: a node whose profile is
-    not read yet keeps its labels (no removal and re-add), and is judged once the list ends."""
-    f = Fleet()
-    f.add("h0", H100, synced=False)  # profile in: labelled at once
-    leftover = {LABEL_CAPABLE: "true", LABEL_MODE: "max-autotune"}
-    f.add("later", None, labels={"team": "ml", **leftover})  # profile not read yet
-    kube = RecordingKube(f)
-    listed = {"profiles": False}
-    labeller = Labeller(
-        f.state,
-        kube,  # type: ignore[arg-type]
-        Metrics("test", f.state),
-        profiles_listed=lambda: listed["profiles"],
-    )
-
-    async def main() -> None:
-        task = asyncio.create_task(labeller.run())
-        await asyncio.sleep(0.3)
-        assert [path.rsplit("/", 1)[1] for _, path, _ in kube.calls] == ["h0"]
-        assert f.state.nodes["later"].maxtune_labels() == leftover
-        listed["profiles"] = True  # the list ended without a profile for it
-        labeller.mark(None)
-        await asyncio.sleep(0.3)
-        assert [path.rsplit("/", 1)[1] for _, path, _ in kube.calls] == ["h0", "later"]
-        assert kube.calls[1][2]["metadata"]["labels"] == dict.fromkeys(leftover)
-        later = f.state.nodes["later"]
-        assert later.maxtune_labels() == {} and later.labels["team"] == "ml"
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    asyncio.run(main())
-
-
 def test_stale_profile_loses_labels_on_the_sweep() -> None:
     f = Fleet()
     f.add("h0", H100, synced=True)

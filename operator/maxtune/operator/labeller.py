@@ -9,15 +9,7 @@ watch event that follows is a no-op and a node is written once per change.
 Failed writes are counted and retried with backoff; nothing is lost because
 the next attempt recomputes the desired state again.
 
-Only the leader runs it, from the moment the nodes, the policies and the agents'
-Leases are listed: a node's labels follow from its own profile, the cluster
-policy and its agent's liveness, so a node whose profile is in is written at
-once while later pages of profiles are still being read (at 5,000 nodes those
-pages are 135 MB of JSON, seconds of decoding). Until every profile is listed,
-a node without one is left as it is: its profile may be on a page not read yet,
-and removing its labels would be a wrong write and a flip.
-
-It also removes labels whose profile went stale
+Only the leader runs it. It also removes labels whose profile went stale
 (a sweep whose period follows the policy's staleAfterSeconds) and deletes
 profiles whose node has been gone for a grace period.
 """
@@ -83,10 +75,8 @@ class Labeller:
         orphan_grace_seconds: float = 60.0,
         max_backoff: float = 60.0,
         clock: Callable[[], float] = time.time,
-        profiles_listed: Callable[[], bool] = lambda: True,
     ) -> None:
         self.fleet = fleet
-        self.profiles_listed = profiles_listed
         self.kube = kube
         self.metrics = metrics
         self.concurrency = concurrency
@@ -152,11 +142,7 @@ class Labeller:
         due = [name for name, r in self._retries.items() if r.due <= now]
         self._dirty.update(due)
         batch, self._dirty = self._dirty - self._inflight, self._dirty & self._inflight
-        listed = self.profiles_listed()
-        profiles = self.fleet.profiles
         for name in sorted(batch):
-            if not listed and name not in profiles:
-                continue  # mark(None) when the list is complete brings it back
             retry = self._retries.get(name)
             if retry is not None and retry.due > now:
                 continue  # backing off; the retry brings it back when due

@@ -4,10 +4,7 @@ Every replica follows the cluster (one informer per kind, each on its own
 thread), keeps its own FleetState and serves the webhook from it; only the
 Lease holder runs the labeller. Start-up order: health and metrics first (the
 kubelet's probes can see us), then the webhook (it fails open until every
-kind's first list is in), then the informers, then leadership as soon as what
-labels depend on is listed (nodes, policies, agents' Leases: the labeller writes
-each node as its profile comes in, maxtune.operator.labeller), then readiness
-once every kind is listed. Shutdown: not
+kind's first list is in), then the informers, then leadership. Shutdown: not
 ready at once, keep answering admissions for a short grace (endpoints take a
 moment to drop us), stop the labeller, give the Lease back, stop the
 informers, close the servers.
@@ -41,10 +38,6 @@ from maxtune.operator.metrics import Metrics
 from maxtune.operator.tls import CertReloader, server_context
 
 log = logging.getLogger(__name__)
-
-PROFILE: Kind = "profile"
-# What a node's labels are computed from besides its own profile.
-LABEL_INPUTS: frozenset[Kind] = frozenset({"node", "policy", "lease"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +113,6 @@ class Operator:
         self._informers: list[Informer] = []
         self._synced: set[Kind] = set()
         self._all_synced = asyncio.Event()
-        self._label_inputs_synced = asyncio.Event()
-        self._labeller: Labeller | None = None
         self._elector: LeaderElector | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._exit_code = 0
@@ -140,13 +131,12 @@ class Operator:
     def _start_labeller(self) -> None:
         self.metrics.leader.set(1)
         if self._labeller_task is None or self._labeller_task.done():
-            labeller = self._labeller = Labeller(
+            labeller = Labeller(
                 self.fleet,
                 self.kube,
                 self.metrics,
                 concurrency=self.config.label_concurrency,
                 orphan_grace_seconds=self.config.orphan_grace_seconds,
-                profiles_listed=lambda: PROFILE in self._synced,
             )
             self._labeller_task = asyncio.create_task(labeller.run(), name="labeller")
 
@@ -167,10 +157,8 @@ class Operator:
         self.started.set()
         exit_code = 1
         try:
-            if await self._unless_stopped(self._label_inputs_synced):
-                self._start_leadership()
-                if await self._prime_unless_stopped():
-                    self._tasks.append(asyncio.create_task(self._warm_forever(), name="warm"))
+            if await self._prime_unless_stopped():
+                self._start_background()
             exit_code = await self._watch_until_stopped()
         finally:
             await self._shutdown(grace=exit_code == 0)
@@ -245,27 +233,18 @@ class Operator:
 
     def _synced_kind(self, kind: Kind) -> None:
         self._synced.add(kind)
-        if {i.kind for i in self._informers if i.kind in LABEL_INPUTS} <= self._synced:
-            self._label_inputs_synced.set()
-        if kind == PROFILE and self._labeller is not None:
-            self._labeller.mark(None)  # the nodes it left for want of a profile
         if len(self._synced) == len(self._informers):
             self._all_synced.set()
 
-    async def _unless_stopped(self, event: asyncio.Event) -> bool:
-        """Wait for `event`; False when the operator is stopped first."""
-        waited = asyncio.create_task(event.wait())
-        stopped = asyncio.create_task(self._stop.wait())
-        await asyncio.wait({waited, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        if not waited.done():
-            waited.cancel()
-            return False
-        return True
-
     async def _prime_unless_stopped(self) -> bool:
-        if not await self._unless_stopped(self._all_synced):
+        primed = asyncio.create_task(self._all_synced.wait(), name="prime")
+        stopped = asyncio.create_task(self._stop.wait())
+        await asyncio.wait({primed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not primed.done():
+            primed.cancel()
             return False
+        primed.result()
         await self._warm()
         freeze_heap()
         self.primed = True
@@ -293,8 +272,9 @@ class Operator:
             await self._warm()
             await asyncio.sleep(interval)
 
-    def _start_leadership(self) -> None:
+    def _start_background(self) -> None:
         cfg = self.config
+        self._tasks.append(asyncio.create_task(self._warm_forever(), name="warm"))
         if not cfg.leader_election:
             self._start_labeller()
             return
