@@ -8,8 +8,8 @@ Two changes from the test plane, both about the simulation, not about maxtune:
   machine; on a slower one, creating 5,000 nodes took 258 s and kwok's renewals
   fell so far behind that 955 nodes were marked Unknown and stayed so); new
   nodes get as long to post their first status (the default 60 s left 436
-  late-created nodes tainted unreachable in the next try). At the kubelet's real rate,
-  2,000 nodes are 200 Lease writes a second: measured on this machine, 0.85 of
+  late-created nodes tainted unreachable in the next try). At the kubelet's
+  real rate, 2,000 nodes are 200 Lease writes a second: measured on this machine, 0.85 of
   its 2 cores (API server 0.5, kwok 0.15, etcd 0.13) go to that alone, idle.
   A real 2,000-node cluster pays that on control-plane machines of its own;
   here it would be taken from the operator being measured. maxtune never
