@@ -148,7 +148,8 @@ class LeaseAgents:
             wait = self._due[0][0] - time.monotonic() if self._due else 1.0
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.001, wait))
+                async with asyncio.timeout(max(0.001, wait)):
+                    await self._wake.wait()
 
     async def _renew(self, node: str) -> None:
         try:

@@ -76,7 +76,8 @@ class NodeWatcher:
     async def wait_all_right(self, timeout_s: float) -> float:
         """Until every expected node carries its labels; returns that moment (monotonic)."""
         try:
-            await asyncio.wait_for(self._all_right.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._all_right.wait()
         except TimeoutError:
             sample = sorted(self.wrong)[:5]
             raise TimeoutError(

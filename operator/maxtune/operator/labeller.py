@@ -123,7 +123,8 @@ class Labeller:
                 if self._retries:
                     wait = min(wait, min(r.due for r in self._retries.values()) - now)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=max(0.05, wait))
+                    async with asyncio.timeout(max(0.05, wait)):
+                        await self._wake.wait()
                 self._wake.clear()
         finally:
             unsubscribe()

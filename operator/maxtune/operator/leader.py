@@ -69,9 +69,8 @@ class LeaderElector:
                 if self.leading:
                     budget = self._last_renew + self.renew_deadline - time.monotonic()
                 try:
-                    held = await asyncio.wait_for(
-                        asyncio.to_thread(self._try_acquire_or_renew), timeout=max(0.05, budget)
-                    )
+                    async with asyncio.timeout(max(0.05, budget)):
+                        held = await asyncio.to_thread(self._try_acquire_or_renew)
                 except KubeError as exc:
                     log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
                     held = None  # unknown: keep leading until the renew deadline
