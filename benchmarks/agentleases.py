@@ -8,10 +8,11 @@ setup, or a long setup (5,000 nodes take minutes) ages their profiles past the
 operator's staleness window and the measured phases see labels removed and
 written back that no real fleet would write.
 
-The bodies are KubeSink's: the first round creates the Lease (label
-`maxtune.io/agent-heartbeat=true`, the Node as owner, holder = node,
-`leaseDurationSeconds` = max(60, 3 x interval), acquire and renew time); every
-later round PUTs the Lease as the last answer left it with a new renewTime. A
+The bodies are the agent's own (maxtune.agent.lease): the first round creates
+the Lease (label `maxtune.io/agent-heartbeat=true`, the Node as owner, holder =
+node, `leaseDurationSeconds` = max(60, 3 x interval), acquire and renew time);
+every later round PUTs the Lease as the last answer left it with a new renewTime
+and without its field-tracking record. A
 conflict or a missing Lease reads (or creates) it and writes again, as the
 agent does. Renewals are scheduled per node from its own creation, so the
 fleet renews evenly, never in bursts, and every node once per interval.
@@ -28,14 +29,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from benchmarks.kubeapi import Api, ApiError
-from maxtune.contract.names import LABEL_AGENT_LEASE
+from maxtune.agent.lease import new_lease, renewal
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
-
-
-def micro_time(moment: datetime) -> str:
-    """A MicroTime as the agent writes it (maxtune.agent.kube._micro_time)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def lease_seconds(interval_s: float) -> int:
@@ -43,41 +39,8 @@ def lease_seconds(interval_s: float) -> int:
     return int(max(60, 3 * interval_s))
 
 
-def new_lease(
-    namespace: str, node: str, node_uid: str | None, interval_s: float, now: datetime
-) -> dict[str, Any]:
-    """The body of an agent's first round (KubeSink._renew, Lease not found)."""
-    metadata: dict[str, Any] = {
-        "name": node,
-        "namespace": namespace,
-        "labels": {LABEL_AGENT_LEASE: "true", "app.kubernetes.io/managed-by": "maxtune"},
-    }
-    if node_uid:
-        metadata["ownerReferences"] = [
-            {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_uid}
-        ]
-    renew = micro_time(now)
-    return {
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": metadata,
-        "spec": {
-            "holderIdentity": node,
-            "leaseDurationSeconds": lease_seconds(interval_s),
-            "renewTime": renew,
-            "acquireTime": renew,
-        },
-    }
-
-
-def renewed(last: dict[str, Any], node: str, interval_s: float, now: datetime) -> dict[str, Any]:
-    """The body of every later round: the Lease as our last write left it, renewed."""
-    spec = {
-        "holderIdentity": node,
-        "leaseDurationSeconds": lease_seconds(interval_s),
-        "renewTime": micro_time(now),
-    }
-    return {**last, "spec": {**(last.get("spec") or {}), **spec}}
+def _owner(node: str, node_uid: str | None) -> dict[str, str] | None:
+    return {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_uid} if node_uid else None
 
 
 class LeaseAgents:
@@ -107,7 +70,8 @@ class LeaseAgents:
         self._inflight: set[asyncio.Task[None]] = set()
 
     async def add(self, node: str, node_uid: str | None) -> None:
-        body = new_lease(self.namespace, node, node_uid, self.interval_s, datetime.now(UTC))
+        seconds = lease_seconds(self.interval_s)
+        body = new_lease(self.namespace, node, _owner(node, node_uid), seconds, datetime.now(UTC))
         answer = await self.api.call("POST", self.collection, body, ok=(409,))
         if answer is None:  # left over from an earlier run of this plane: take it over
             answer = await self._recover(node)
@@ -153,7 +117,8 @@ class LeaseAgents:
 
     async def _renew(self, node: str) -> None:
         try:
-            body = renewed(self.latest[node], node, self.interval_s, datetime.now(UTC))
+            seconds = lease_seconds(self.interval_s)
+            body = renewal(self.latest[node], node, seconds, datetime.now(UTC))
             try:
                 self.latest[node] = await self.api.call("PUT", f"{self.collection}/{node}", body)
                 self.counts["renewed"] += 1
@@ -171,14 +136,13 @@ class LeaseAgents:
         """Read the Lease (or create it) and write it renewed: the agent's conflict path."""
         path = f"{self.collection}/{node}"
         current = await self.api.call("GET", path, ok=(404,))
-        now = datetime.now(UTC)
+        now, seconds = datetime.now(UTC), lease_seconds(self.interval_s)
         if current is None:
             answer: dict[str, Any] = await self.api.call(
-                "POST", self.collection, new_lease(self.namespace, node, None, self.interval_s, now)
+                "POST", self.collection, new_lease(self.namespace, node, None, seconds, now)
             )
             return answer
-        current.setdefault("metadata", {}).setdefault("labels", {})[LABEL_AGENT_LEASE] = "true"
         written: dict[str, Any] = await self.api.call(
-            "PUT", path, renewed(current, node, self.interval_s, now)
+            "PUT", path, renewal(current, node, seconds, now)
         )
         return written

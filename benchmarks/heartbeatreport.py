@@ -9,7 +9,8 @@ from benchmarks.report import spread, table
 TARGET_RATIO = 5.0
 DESCRIPTIONS = {
     "profile": "merge patch of the profile's `status.heartbeatTime` (agents before 0.2)",
-    "lease": "PUT of the node's Lease (agents now, `KubeSink._renew`)",
+    "lease": "PUT of the node's Lease without field tracking (agents now, `KubeSink._renew`)",
+    "lease-tracked": "PUT of the node's Lease, managedFields kept (agents 0.2 until 2026-12-01)",
     "status-put": "GET + PUT of the whole profile status",
     "status-patch": "merge patch of the whole profile status",
 }
@@ -109,6 +110,16 @@ def render(results: list[dict[str, Any]], latest_file: str) -> str:
             f"Profile / Lease, API server + etcd CPU: {ratio['median']}x (per round: "
             f"{', '.join(f'{x}x' for x in ratio['per_round'])}); API server alone "
             f"{ratio['apiserver_only_median']}x.",
+        ]
+    tracked = last["summary"].get("lease_tracked_over_lease")
+    if tracked:
+        out += [
+            "",
+            f"Lease with field tracking / without, API server + etcd CPU: {tracked['median']}x "
+            f"(per round: {', '.join(f'{x}x' for x in tracked['per_round'])}); API server "
+            f"alone {tracked['apiserver_only_median']}x. Lease sizes as last written: "
+            f"{last['object_bytes'].get('lease-tracked', 0):,} bytes with the record, "
+            f"{last['object_bytes']['lease']:,} without.",
         ]
     out += ["", "## Every run", ""]
     out.append(

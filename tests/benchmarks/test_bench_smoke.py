@@ -131,8 +131,8 @@ def test_simulated_agents_write_the_lease_a_real_agent_writes(
         lease_namespace=namespace,
         lease_seconds=agentleases.lease_seconds(interval),
     )
-    sink._renew(real)  # the agent's first round creates its Lease, the next renews it
-    sink._renew(real)
+    sink._renew(real, namespace)  # the agent's first round creates its Lease, the next renews it
+    sink._renew(real, namespace)
 
     async def simulate() -> None:
         async with Api(Credentials.from_kubeconfig(kubeconfig)) as api:
@@ -159,3 +159,6 @@ def test_simulated_agents_write_the_lease_a_real_agent_writes(
     assert mine["spec"]["leaseDurationSeconds"] == theirs["spec"]["leaseDurationSeconds"]
     assert (mine["spec"]["holderIdentity"], theirs["spec"]["holderIdentity"]) == (real, simulated)
     assert theirs["spec"]["renewTime"] > theirs["spec"]["acquireTime"]
+    # Renewed without field tracking, both (maxtune.agent.lease).
+    assert "managedFields" not in mine["metadata"], mine["metadata"]
+    assert "managedFields" not in theirs["metadata"], theirs["metadata"]

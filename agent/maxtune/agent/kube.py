@@ -22,12 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from maxtune.agent.lease import new_lease, renewal
 from maxtune.agent.publish import PublishError, readable_profile
 from maxtune.cli.version import VERSION as MAXTUNE_VERSION
 from maxtune.contract.models import AutotunePolicy, GPUNodeProfile, PolicySpec, ProfileStatus
 from maxtune.contract.names import (
     GROUP,
-    LABEL_AGENT_LEASE,
     POLICY_PLURAL,
     PROFILE_PLURAL,
     VERSION,
@@ -39,10 +39,6 @@ REQUEST_TIMEOUT: Final = (3.0, 10.0)  # connect, read (seconds)
 PROFILES: Final = f"/apis/{GROUP}/{VERSION}/{PROFILE_PLURAL}"
 log = logging.getLogger("maxtune.agent")
 POLICIES: Final = f"/apis/{GROUP}/{VERSION}/{POLICY_PLURAL}"
-
-
-def _micro_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class KubeSink:
@@ -133,7 +129,7 @@ class KubeSink:
             else:
                 self.writes["heartbeat"] += 1
         if self.lease_namespace is not None:
-            self._renew(node)
+            self._renew(node, self.lease_namespace)
             self.writes["lease"] += 1
 
     def _heartbeat(self, node: str, beat: object) -> bool:
@@ -186,23 +182,17 @@ class KubeSink:
 
     # ------------------------------------------------------------ the heartbeat Lease
 
-    def _lease_path(self, node: str) -> str:
-        return f"/apis/coordination.k8s.io/v1/namespaces/{self.lease_namespace}/leases/{node}"
-
-    def _renew(self, node: str) -> None:
+    def _renew(self, node: str, namespace: str) -> None:
         """PUT the Lease we last wrote with a new renewTime; on a conflict or a missing
         Lease, read it (or create it) and write again. One small request per round."""
-        spec = {
-            "holderIdentity": node,
-            "leaseDurationSeconds": self.lease_seconds,
-            "renewTime": _micro_time(datetime.now(UTC)),
-        }
-        path = self._lease_path(node)
+        now = datetime.now(UTC)
+        collection = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        path = f"{collection}/{node}"
         if self._lease is not None:
-            lease = {**self._lease, "spec": {**self._lease.get("spec", {}), **spec}}
+            body = renewal(self._lease, node, self.lease_seconds, now)
             try:
                 self._lease = self._call(
-                    f"renew lease {node}", "PUT", path, body=lease, passthrough=(404, 409)
+                    f"renew lease {node}", "PUT", path, body=body, passthrough=(404, 409)
                 )
                 return
             except KubeError:
@@ -210,27 +200,11 @@ class KubeSink:
         try:
             current = self._call(f"get lease {node}", "GET", path)
         except KubeError:  # 404: the first round of this node's agent
-            metadata: dict[str, Any] = {
-                "name": node,
-                "namespace": self.lease_namespace,
-                "labels": {LABEL_AGENT_LEASE: "true", "app.kubernetes.io/managed-by": "maxtune"},
-            }
-            owner = self._node_owner(node)
-            if owner is not None:
-                metadata["ownerReferences"] = [owner]
-            new = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": metadata,
-                "spec": {**spec, "acquireTime": spec["renewTime"]},
-            }
-            collection = path.rsplit("/", 1)[0]
+            new = new_lease(namespace, node, self._node_owner(node), self.lease_seconds, now)
             self._lease = self._call(f"create lease {node}", "POST", collection, body=new)
             return
-        current["spec"] = {**(current.get("spec") or {}), **spec}
-        labels = current.setdefault("metadata", {}).setdefault("labels", {})
-        labels[LABEL_AGENT_LEASE] = "true"
-        self._lease = self._call(f"renew lease {node}", "PUT", path, body=current)
+        body = renewal(current, node, self.lease_seconds, now)
+        self._lease = self._call(f"renew lease {node}", "PUT", path, body=body)
 
     def _node_owner(self, node: str) -> dict[str, Any] | None:
         """The Node as the Lease's owner, so the garbage collector deletes the Lease with the
