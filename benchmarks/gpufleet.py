@@ -3,7 +3,7 @@
 Profiles are built from the contract models the agent itself uses (SM counts as
 CUDA and NVML report them, MIG slices read, never derived; summaries from
 `maxtune.contract.assess`), so the operator sees what production sends it,
-sizes included (an 8-GPU measured node is ~10 KB of JSON). The expected labels
+sizes included (an 8-GPU measured node is ~27 KB of JSON). The expected labels
 of every node come from the same contract code, independently of the operator,
 which is what "every label is right" is checked against.
 """

@@ -198,7 +198,9 @@ def test_a_steady_agent_renews_its_lease_and_writes_its_profile_only_on_change(
     )
     assert kube.request("GET", lease_path)["metadata"]["managedFields"]
     agent.tick(block=True)
-    assert "managedFields" not in kube.request("GET", lease_path)["metadata"]
+    after = kube.request("GET", lease_path)["metadata"]
+    assert "managedFields" not in after
+    assert after["annotations"]["note"] == "checked"  # the admin's field kept
     # The Lease deleted (an admin, a restored namespace): the next round creates it again.
     kube.request("DELETE", lease_path)
     agent.tick(block=True)

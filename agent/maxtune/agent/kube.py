@@ -4,11 +4,12 @@ The profile's status is written when it changes (new measurements, inventory,
 conditions), by GET (or create: spec only, status is a subresource) and a PUT
 of the whole status under the object's resourceVersion. Liveness goes through
 a coordination.k8s.io Lease named after the node in the release namespace,
-renewed every round, as kubelets do for nodes: a Lease is a few hundred bytes
-where a profile is ~9 KB, so a steady fleet costs the API server almost
-nothing (docs/benchmarks/fleet.md). Without a Lease namespace (an agent run
-outside the chart), the heartbeat is a merge patch of the profile's
-`status.heartbeatTime` instead, as agents before 0.2 did.
+renewed every round, as kubelets do for nodes: a Lease is about 600 bytes
+where an 8-GPU profile is ~27 KB, so a steady fleet costs the API server
+little (docs/benchmarks/heartbeatcost.md; the bodies: maxtune.agent.lease).
+Without a Lease namespace (an agent run outside the chart), the heartbeat is
+a merge patch of the profile's `status.heartbeatTime` instead, as agents
+before 0.2 did.
 
 Every call goes through the one client (maxtune.kube) with a short timeout and
 no retries of its own: the agent's Backoff decides when to try again.
