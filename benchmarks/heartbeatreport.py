@@ -105,19 +105,13 @@ def render(results: list[dict[str, Any]], latest_file: str) -> str:
     )
     ratio = last["summary"].get("profile_over_lease")
     if ratio:
-        out += [
-            "",
-            f"Profile / Lease, API server + etcd CPU: {ratio['median']}x (per round: "
-            f"{', '.join(f'{x}x' for x in ratio['per_round'])}); API server alone "
-            f"{ratio['apiserver_only_median']}x.",
-        ]
+        out += ["", f"Profile / Lease, API server + etcd CPU: {_ratio_text(ratio)}."]
     tracked = last["summary"].get("lease_tracked_over_lease")
     if tracked:
         out += [
             "",
-            f"Lease with field tracking / without, API server + etcd CPU: {tracked['median']}x "
-            f"(per round: {', '.join(f'{x}x' for x in tracked['per_round'])}); API server "
-            f"alone {tracked['apiserver_only_median']}x. Lease sizes as last written: "
+            f"Lease with field tracking / without, API server + etcd CPU: {_ratio_text(tracked)}. "
+            "Lease sizes as last written: "
             f"{last['object_bytes'].get('lease-tracked', 0):,} bytes with the record, "
             f"{last['object_bytes']['lease']:,} without.",
         ]
@@ -138,6 +132,14 @@ def render(results: list[dict[str, Any]], latest_file: str) -> str:
         )
     )
     return "\n".join(out) + "\n"
+
+
+def _ratio_text(ratio: dict[str, Any]) -> str:
+    per_round = ", ".join(f"{x}x" for x in ratio["per_round"])
+    return (
+        f"{ratio['median']}x (per round: {per_round}); API server alone "
+        f"{ratio['apiserver_only_median']}x"
+    )
 
 
 def _has_ratio(result: dict[str, Any]) -> bool:
