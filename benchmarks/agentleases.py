@@ -12,10 +12,10 @@ The bodies are the agent's own (maxtune.agent.lease): the first round creates
 the Lease (label `maxtune.io/agent-heartbeat=true`, the Node as owner, holder =
 node, `leaseDurationSeconds` = max(60, 3 x interval), acquire and renew time);
 every later round PUTs the Lease as the last answer left it with a new renewTime
-and without its field-tracking record. A
-conflict or a missing Lease reads (or creates) it and writes again, as the
-agent does. Renewals are scheduled per node from its own creation, so the
-fleet renews evenly, never in bursts, and every node once per interval.
+and without its field-tracking record. A conflict or a missing Lease reads (or
+creates) it and writes again, as the agent does. Renewals are scheduled per node
+from its own creation, so the fleet renews evenly, never in bursts, and every
+node once per interval.
 """
 
 from __future__ import annotations
