@@ -182,10 +182,15 @@ async def legacy_heartbeat_phase(
     status.heartbeatTime) instead of renewing its Lease."""
     agents.paused = True
     try:
-        took = await heartbeat_round(api, fleet, period_s)
+        took, failed = await heartbeat_round(api, fleet, period_s)
     finally:
         agents.paused = False
-    return {"way": "profile", "heartbeats": len(fleet), "period_s": round(took, 2)}
+    return {
+        "way": "profile",
+        "heartbeats": len(fleet) - failed,
+        "failed": failed,
+        "period_s": round(took, 2),
+    }
 
 
 async def run_on(

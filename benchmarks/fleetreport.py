@@ -163,7 +163,12 @@ def render(results: list[dict[str, Any]], latest_file: str) -> str:
                 f"{cores.get('etcd', 0):.3f}, operator {cores.get('operator', 0):.3f}; "
                 f"{hb['label_writes_operator_metric']} label writes (operator metric), "
                 f"{_api_writes(hb)} node writes by the operator (audit), "
-                f"{hb['watch']['label_changing_events']} label changes (watch).",
+                f"{hb['watch']['label_changing_events']} label changes (watch)."
+                + (
+                    f" {hb['failed']} heartbeats failed (refused, or no answer within 60 s)."
+                    if hb.get("failed")
+                    else ""
+                ),
             ]
     out += _latency_section(last)
     out += _writers_section(last)

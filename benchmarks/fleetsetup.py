@@ -24,7 +24,7 @@ import yaml
 
 from benchmarks.agentleases import LeaseAgents
 from benchmarks.gpufleet import PlannedNode
-from benchmarks.kubeapi import CRDS, MERGE_PATCH, PROFILES, Api
+from benchmarks.kubeapi import CRDS, MERGE_PATCH, PROFILES, Api, ApiError
 
 ROOT = Path(__file__).resolve().parents[1]
 CREATE_CONCURRENCY = 32
@@ -135,25 +135,36 @@ async def ensure_namespace(api: Api, name: str, labels: dict[str, str] | None = 
         await asyncio.sleep(0.25)
 
 
-async def put_heartbeat(api: Api, planned: PlannedNode) -> None:
+async def put_heartbeat(api: Api, planned: PlannedNode) -> bool:
     """What an agent before 0.2 (or one run without a Lease namespace) sends when nothing but
-    the heartbeat changed (maxtune.agent.kube): a merge patch of `status.heartbeatTime`."""
+    the heartbeat changed (maxtune.agent.kube): a merge patch of `status.heartbeatTime`.
+
+    False when it failed (refused, or no answer within the client's timeout): an agent counts
+    that and tries again next round, so one overloaded moment does not end the benchmark.
+    """
     beat = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    await api.call(
-        "PATCH",
-        f"{PROFILES}/{planned.name}/status",
-        {"status": {"heartbeatTime": beat}},
-        content_type=MERGE_PATCH,
-    )
+    try:
+        await api.call(
+            "PATCH",
+            f"{PROFILES}/{planned.name}/status",
+            {"status": {"heartbeatTime": beat}},
+            content_type=MERGE_PATCH,
+        )
+    except (ApiError, OSError, TimeoutError):
+        return False
+    return True
 
 
-async def heartbeat_round(api: Api, fleet: Sequence[PlannedNode], period_s: float) -> float:
+async def heartbeat_round(
+    api: Api, fleet: Sequence[PlannedNode], period_s: float
+) -> tuple[float, int]:
     """Every agent heartbeats once in its profile (the old way), spread evenly over
     `period_s`, oldest first, as agents on their 60 s default period do; returns the seconds
-    it took. Cancelling it cancels the updates in flight."""
+    it took and how many heartbeats failed. Cancelling it cancels the updates in flight."""
     started = time.monotonic()
     gap = period_s / max(1, len(fleet))
-    pending: set[asyncio.Task[None]] = set()
+    pending: set[asyncio.Task[bool]] = set()
+    sent: list[asyncio.Task[bool]] = []
     try:
         for i, planned in enumerate(fleet):
             delay = started + i * gap - time.monotonic()
@@ -161,6 +172,7 @@ async def heartbeat_round(api: Api, fleet: Sequence[PlannedNode], period_s: floa
                 await asyncio.sleep(delay)
             task = asyncio.create_task(put_heartbeat(api, planned))
             pending.add(task)
+            sent.append(task)
             task.add_done_callback(pending.discard)
         if pending:
             await asyncio.gather(*pending)
@@ -169,4 +181,4 @@ async def heartbeat_round(api: Api, fleet: Sequence[PlannedNode], period_s: floa
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*pending, return_exceptions=True)
-    return time.monotonic() - started
+    return time.monotonic() - started, sum(1 for t in sent if not t.result())
