@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from benchmarks.kubeapi import Api, ApiError
-from maxtune.agent.lease import new_lease, renewal
+from maxtune.agent.lease import new_lease, node_owner, renewal
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 
@@ -37,10 +37,6 @@ LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 def lease_seconds(interval_s: float) -> int:
     """What the agent's CLI passes to KubeSink: three intervals, at least a minute."""
     return int(max(60, 3 * interval_s))
-
-
-def _owner(node: str, node_uid: str | None) -> dict[str, str] | None:
-    return {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_uid} if node_uid else None
 
 
 class LeaseAgents:
@@ -70,8 +66,9 @@ class LeaseAgents:
         self._inflight: set[asyncio.Task[None]] = set()
 
     async def add(self, node: str, node_uid: str | None) -> None:
+        owner = node_owner(node, node_uid) if node_uid else None
         seconds = lease_seconds(self.interval_s)
-        body = new_lease(self.namespace, node, _owner(node, node_uid), seconds, datetime.now(UTC))
+        body = new_lease(self.namespace, node, owner, seconds, datetime.now(UTC))
         answer = await self.api.call("POST", self.collection, body, ok=(409,))
         if answer is None:  # left over from an earlier run of this plane: take it over
             answer = await self._recover(node)

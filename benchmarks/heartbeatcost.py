@@ -57,7 +57,7 @@ from benchmarks.gpufleet import PlannedNode, plan_node
 from benchmarks.heartbeatreport import render
 from benchmarks.kubeapi import MERGE_PATCH, PROFILES, Api, Credentials
 from benchmarks.procstat import load_average
-from maxtune.agent.lease import micro_time, new_lease, renewal
+from maxtune.agent.lease import new_lease, node_owner, renewal
 from maxtune.contract.names import AGENT_LEASE_SELECTOR
 
 NAMESPACE = "maxtune-system"
@@ -87,8 +87,7 @@ class Agents:
             await put_profile_status(self.api, planned)
             answer = await self.api.call("GET", f"{PROFILES}/{planned.name}")
             self.profile_versions[planned.name] = answer["metadata"]["resourceVersion"]
-            owner = {"apiVersion": "v1", "kind": "Node", "name": planned.name}
-            owner["uid"] = node["metadata"]["uid"]
+            owner = node_owner(planned.name, node["metadata"]["uid"])
             for name, leases in ((planned.name, self.leases), (_tracked(planned), self.tracked)):
                 body = new_lease(NAMESPACE, name, owner, SECONDS, datetime.now(UTC))
                 leases[planned.name] = await self.api.call(
@@ -113,12 +112,8 @@ class Agents:
 
     async def lease_tracked(self, planned: PlannedNode) -> None:
         last, name = self.tracked[planned.name], _tracked(planned)
-        spec = {
-            "holderIdentity": name,
-            "leaseDurationSeconds": SECONDS,
-            "renewTime": micro_time(datetime.now(UTC)),
-        }
-        body = {**last, "spec": {**last["spec"], **spec}}  # managedFields sent back as read
+        body = renewal(last, name, SECONDS, datetime.now(UTC))
+        body["metadata"]["managedFields"] = last["metadata"]["managedFields"]  # sent back as read
         path = f"{LEASES.format(namespace=NAMESPACE)}/{name}"
         self.tracked[planned.name] = await self.api.call("PUT", path, body)
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from maxtune.agent.lease import new_lease, renewal
+from maxtune.agent.lease import new_lease, node_owner, renewal
 from maxtune.agent.publish import PublishError, readable_profile
 from maxtune.cli.version import VERSION as MAXTUNE_VERSION
 from maxtune.contract.models import AutotunePolicy, GPUNodeProfile, PolicySpec, ProfileStatus
@@ -219,7 +219,7 @@ class KubeSink:
             uid = (found.get("metadata") or {}).get("uid")
             if not uid:
                 return None
-            self._owner = {"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid}
+            self._owner = node_owner(node, uid)
         return self._owner
 
     # ------------------------------------------------------------ policies

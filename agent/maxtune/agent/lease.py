@@ -30,6 +30,11 @@ def micro_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def node_owner(node: str, uid: str) -> dict[str, str]:
+    """The Node as the Lease's owner: the garbage collector deletes the Lease with it."""
+    return {"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid}
+
+
 def _spec(node: str, lease_seconds: int, now: datetime) -> dict[str, Any]:
     return {
         "holderIdentity": node,
