@@ -234,3 +234,13 @@ print(bad)
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_operator_refuses_a_label_concurrency_below_one(tmp_path: Path, capsys: Any) -> None:
+    """No patch would ever be written with zero in flight: refused before anything starts."""
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_text("unused")
+    key.write_text("unused")
+    argv = ["operator", "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+    assert main([*argv, "--label-concurrency", "0", "--no-leader-election"]) == 2
+    assert "--label-concurrency must be at least 1, not 0" in capsys.readouterr().err

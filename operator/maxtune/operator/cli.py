@@ -70,7 +70,9 @@ def _register_operator(subparsers: Any) -> None:
         default=60.0,
         help="delete a GPUNodeProfile whose node has been gone this long",
     )
-    p.add_argument("--label-concurrency", type=int, default=8, help="parallel node patches")
+    p.add_argument(
+        "--label-concurrency", type=int, default=16, help="node patches in flight at once"
+    )
     p.add_argument(
         "--compile-cache-directory",
         type=Path,
@@ -118,6 +120,8 @@ def _run_operator(args: argparse.Namespace) -> int:
         shutdown_grace_seconds=args.shutdown_grace_seconds,
         compile_cache_directory=args.compile_cache_directory,
     )
+    if config.label_concurrency < 1:
+        raise CliError(f"--label-concurrency must be at least 1, not {config.label_concurrency}")
     if config.leader_election and not config.namespace:
         raise CliError("--leader-election needs --namespace (or POD_NAMESPACE)")
     import ssl  # noqa: PLC0415

@@ -63,7 +63,7 @@ class OperatorConfig:
     watch_seconds: int = 300
     orphan_grace_seconds: float = 60.0
     tls_reload_seconds: float = 10.0
-    label_concurrency: int = 8
+    label_concurrency: int = 16  # measured: docs/benchmarks/fleet.md, decision 0004
     shutdown_grace_seconds: float = 3.0
     compile_cache_directory: Path | None = None  # the chart's directory.json, mounted
 
