@@ -15,6 +15,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from maxtune.operator.events import apply_event
 from maxtune.operator.fleet import FleetState
 from maxtune_dev.testkit import H100, Fleet
@@ -131,3 +134,28 @@ def test_a_deleted_lease_falls_back_to_the_profile_heartbeat() -> None:
     assert fleet.state.heartbeats["upgraded"] == T0.timestamp()
     fleet.beat_profile("upgraded", T0 + timedelta(minutes=3))
     assert fleet.state.heartbeats["upgraded"] == (T0 + timedelta(minutes=3)).timestamp()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["renew", "drop", "ask"]),
+            st.integers(0, 5),
+            st.integers(1, 40).map(float),
+        ),
+        max_size=40,
+    )
+)
+def test_stale_nodes_follow_every_renewal_and_every_clock(steps: list[Any]) -> None:
+    """The stale set is kept between admissions (it only changes when an agent's liveness
+    does, or the clock passes a beat); whatever the order of renewals, Leases going and
+    cut-offs asked for (earlier ones too), it equals a scan of every node's last beat."""
+    state = FleetState()
+    for kind, n, moment in steps:
+        if kind == "renew":
+            state.set_lease(f"n{n}", moment)
+        elif kind == "drop":
+            state.delete_lease(f"n{n}")
+        beats = state.heartbeats
+        assert state.stale_profiles(moment) == {k for k, beat in beats.items() if beat < moment}

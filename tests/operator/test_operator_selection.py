@@ -91,6 +91,10 @@ def test_cordoned_node_is_excluded_unless_tolerated() -> None:
         ("NaN", None),
         ("Infinity", None),
         (" 1", None),
+        (-3, 0),
+        (8, 8),
+        ("007", 7),
+        ("99999999999999999999", 1 << 31),
     ],
 )
 def test_quantities(value: Any, expected: int | None) -> None:

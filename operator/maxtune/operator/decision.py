@@ -21,6 +21,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from maxtune.contract.models import AutotunePolicy
@@ -34,7 +35,7 @@ from maxtune.contract.names import (
 )
 from maxtune.contract.policy import recipe
 from maxtune.operator.cachedir import PASSWORD_VAR, CacheEntry
-from maxtune.operator.fleet import Bucket, FleetState
+from maxtune.operator.fleet import Bucket, FleetState, Overlap
 from maxtune.operator.gpurequests import ContainerKind, GpuContainer, gpu_containers, pod_needs
 from maxtune.operator.records import as_dict, as_list
 from maxtune.operator.selection import candidates, read_placement
@@ -213,24 +214,35 @@ def _buckets(
     fleet: FleetState,
     policy: AutotunePolicy,
     now: float,
-) -> tuple[set[Bucket], dict[Bucket, AbstractSet[str]]]:
+) -> Overlap:
     """The candidates, reduced to the few kinds of node that matter for the decision.
 
     FleetState keeps every node's bucket, grouped, up to date as nodes and
     profiles change; here each group only needs to be tested for overlap with
     the candidates, so an admission costs a handful of set operations at 2,000
-    nodes. A stale profile counts as unknown (ranks None), as it always did.
+    nodes, and none for the next pod of the same shape while no node changes
+    bucket. A stale profile counts as unknown (ranks None), as it always did.
     Also returns each bucket's candidate members, for steering (which counts GPUs).
     """
     wanted = tuple(tuple(c.requests) for c in containers)
-    groups = fleet.node_groups(policy, wanted)
     stale = fleet.stale_profiles(now - policy.spec.stale_after_seconds)
+    if isinstance(names, frozenset):
+        question = (names, stale)
+        return fleet.overlap(
+            policy, wanted, question, lambda groups: _overlap(groups, names, stale)
+        )
+    return _overlap(fleet.node_groups(policy, wanted), names, stale)
+
+
+def _overlap(
+    groups: Mapping[Bucket, AbstractSet[str]], names: AbstractSet[str], stale: AbstractSet[str]
+) -> Overlap:
     found: set[Bucket] = set()
     members_of: dict[Bucket, AbstractSet[str]] = {}
     for bucket, members in groups.items():
         if members.isdisjoint(names):
             continue
-        hit: AbstractSet[str] = members if members <= names else members & names
+        hit = frozenset(members if members <= names else members & names)
         if bucket[2] is None or not stale:
             _join(found, members_of, bucket, hit)
             continue
@@ -239,7 +251,7 @@ def _buckets(
             _join(found, members_of, bucket, fresh)
         if len(fresh) < len(hit):
             _join(found, members_of, (bucket[0], bucket[1], None), hit - fresh)
-    return found, members_of
+    return frozenset(found), MappingProxyType(members_of)
 
 
 def _join(

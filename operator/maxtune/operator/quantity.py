@@ -31,6 +31,8 @@ def parse_count(value: object) -> int | None:
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, int) or (isinstance(value, str) and value.isascii() and value.isdigit()):
+        return max(0, min(int(value), MAX_COUNT))  # "1", 8: what nearly every pod sends
     try:
         number: Decimal = parse_quantity(value)  # type: ignore[no-untyped-call]
         if not number.is_finite():

@@ -12,6 +12,7 @@ over FleetState's indexes. A property test keeps the two equal.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -239,15 +240,23 @@ def _term_set(fleet: FleetState, term: Term) -> set[str]:
     return found if found is not None else set()
 
 
-def candidates(fleet: FleetState, placement: Placement, needs: Mapping[str, int]) -> set[str]:
+def candidates(
+    fleet: FleetState, placement: Placement, needs: Mapping[str, int]
+) -> AbstractSet[str]:
     """Names of the nodes with enough allocatable of every resource in `needs` that the pod
-    may land on."""
-    nodes = fleet.nodes
+    may land on. Callers never mutate the set: it is shared by every pod of the same shape
+    until a node's labels, taints or GPUs change."""
     if placement.node_name is not None:
-        node = nodes.get(placement.node_name)
+        node = fleet.nodes.get(placement.node_name)
         if node is None or any(node.gpus.get(r, 0) < n for r, n in needs.items()):
-            return set()
-        return {node.name}
+            return frozenset()
+        return frozenset((node.name,))
+    question = (placement, tuple(sorted(needs.items())))
+    return fleet.remembered(question, lambda: frozenset(_search(fleet, placement, needs)))
+
+
+def _search(fleet: FleetState, placement: Placement, needs: Mapping[str, int]) -> set[str]:
+    nodes = fleet.nodes
     sets = [fleet.with_resource_at_least(r, n) for r, n in needs.items()]
     sets += [fleet.with_label(k, v) for k, v in placement.node_selector]
     if not sets:

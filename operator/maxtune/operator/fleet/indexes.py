@@ -9,7 +9,7 @@ never mutate them.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import TypeVar
 
 from maxtune.operator.records import NodeRecord
@@ -27,10 +27,13 @@ class NodeIndex:
         self._all: set[str] = set()
         # (resource, count) -> nodes with at least `count` of it; cleared on any change.
         self._at_least: dict[tuple[str, int], frozenset[str]] = {}
+        # Answers computed from the index alone (maxtune.operator.selection.candidates), by
+        # the question; cleared on any change, like _at_least.
+        self._answers: dict[Hashable, frozenset[str]] = {}
 
     def add(self, node: NodeRecord) -> None:
         name = node.name
-        self._at_least.clear()
+        self._changed()
         self._all.add(name)
         for key, value in node.labels.items():
             self._by_label[(key, value)].add(name)
@@ -42,7 +45,7 @@ class NodeIndex:
 
     def remove(self, node: NodeRecord) -> None:
         name = node.name
-        self._at_least.clear()
+        self._changed()
         self._all.discard(name)
         for key, value in node.labels.items():
             _discard(self._by_label, (key, value), name)
@@ -50,6 +53,26 @@ class NodeIndex:
         for resource in node.gpus:
             _discard(self._by_resource, resource, name)
         self._tainted.discard(name)
+
+    def _changed(self) -> None:
+        self._at_least.clear()
+        self._answers.clear()
+
+    def remembered(
+        self, question: Hashable, answer: Callable[[], frozenset[str]]
+    ) -> frozenset[str]:
+        """`answer()`, computed once per `question` until the index next changes.
+
+        The pods of one training job ask the same question (same selector, affinity,
+        tolerations and GPU count), and node shapes change rarely (heartbeats never change
+        them), so their set algebra over thousands of names is done once, not per pod.
+        """
+        found = self._answers.get(question)
+        if found is None:
+            if len(self._answers) >= 256:  # many distinct shapes: stay bounded
+                self._answers.clear()
+            found = self._answers[question] = answer()
+        return found
 
     def all_nodes(self) -> set[str]:
         return self._all

@@ -13,14 +13,15 @@ for the other two, and tells subscribers (the labeller) which nodes to look at.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import math
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from types import MappingProxyType
 
 from maxtune.contract.models import AutotunePolicy, ResourceSummary
 from maxtune.operator.cachedir import CacheEntry
 from maxtune.operator.fleet.indexes import NodeIndex
 from maxtune.operator.fleet.store import Store
-from maxtune.operator.fleet.views import Bucket, Views, Wanted
+from maxtune.operator.fleet.views import Bucket, Overlap, Views, Wanted
 from maxtune.operator.records import NodeRecord, ProfileRecord
 
 # Called with the names of nodes whose desired or actual labels may have changed;
@@ -37,6 +38,8 @@ class FleetState:
         self._views = Views(self._store)
         self._listeners: list[DirtyListener] = []
         self._caches: Mapping[str, CacheEntry] = {}
+        # The last stale set: (alive_version, latest stale beat, earliest live beat, set).
+        self._stale: tuple[int, float, float, frozenset[str]] | None = None
 
     # ------------------------------------------------------------ listeners
 
@@ -101,6 +104,12 @@ class FleetState:
     def tainted(self) -> set[str]:
         return self._index.tainted()
 
+    def remembered(
+        self, question: Hashable, answer: Callable[[], frozenset[str]]
+    ) -> frozenset[str]:
+        """An answer computed from the node index alone, kept until the index changes."""
+        return self._index.remembered(question, answer)
+
     # ------------------------------------------------------------ profiles and liveness
 
     @property
@@ -149,12 +158,25 @@ class FleetState:
             return True
         return now - beat > self.cluster_policy().spec.stale_after_seconds
 
-    def stale_profiles(self, oldest: float) -> set[str]:
-        """Nodes whose agent was last alive before `oldest` (POSIX time); usually none."""
-        alive = self._store.alive
-        if not alive or min(alive.values()) >= oldest:
-            return set()
-        return {name for name, beat in alive.items() if beat < oldest}
+    def stale_profiles(self, oldest: float) -> frozenset[str]:
+        """Nodes whose agent was last alive before `oldest` (POSIX time); usually none.
+
+        Asked by every admission. The answer is the same for every `oldest` between the
+        latest stale beat and the earliest live one, so it is kept until an agent's
+        liveness changes or the clock moves past the next beat.
+        """
+        store = self._store
+        first = store.oldest_alive()
+        if first is None or first >= oldest:
+            return frozenset()
+        kept = self._stale
+        if kept is not None and kept[0] == store.alive_version and kept[1] < oldest <= kept[2]:
+            return kept[3]
+        stale = frozenset(name for name, beat in store.alive.items() if beat < oldest)
+        latest = max(store.alive[name] for name in stale)
+        earliest = min((b for b in store.alive.values() if b >= oldest), default=math.inf)
+        self._stale = (store.alive_version, latest, earliest, stale)
+        return stale
 
     def desired_labels(self, node_name: str, now: float) -> Mapping[str, str]:
         """The node's maxtune labels under the cluster policy; empty means none at all.
@@ -183,6 +205,15 @@ class FleetState:
 
     def node_groups(self, policy: AutotunePolicy, wanted: Wanted) -> Mapping[Bucket, set[str]]:
         return self._views.node_groups(policy, wanted)
+
+    def overlap(
+        self,
+        policy: AutotunePolicy,
+        wanted: Wanted,
+        question: tuple[frozenset[str], frozenset[str]],
+        answer: Callable[[Mapping[Bucket, set[str]]], Overlap],
+    ) -> Overlap:
+        return self._views.overlap(policy, wanted, question, answer)
 
     # ------------------------------------------------------------ policies
 

@@ -50,6 +50,10 @@ class Store:
         self.profile_beats: dict[str, float] = {}
         self.lease_beats: dict[str, float] = {}
         self.alive: dict[str, float] = {}
+        # min(alive.values()), kept between changes: every admission asks whether any agent
+        # is stale, and a scan of 5,000 beats per review was an eighth of the decision's CPU.
+        self._oldest: float | None = None
+        self.alive_version = 0  # moves with every change of `alive`
 
     # ------------------------------------------------------------ nodes
 
@@ -121,7 +125,27 @@ class Store:
             self.alive[name] = max(beats)
         else:
             self.alive.pop(name, None)
-        return self.alive.get(name) != before
+        after = self.alive.get(name)
+        if after == before:
+            return False
+        self.alive_version += 1
+        oldest = self._oldest
+        if oldest is not None:
+            if after is not None and after < oldest:
+                self._oldest = after
+            elif before is not None and before <= oldest:
+                self._oldest = None  # the oldest moved on or went: found again when asked
+        return True
+
+    def oldest_alive(self) -> float | None:
+        """The earliest last sign of life of any agent (POSIX seconds); None without any.
+
+        Agents renew in a steady order, so the oldest is usually the next to renew and the
+        scan runs about once per renewal, not once per admission.
+        """
+        if self._oldest is None and self.alive:
+            self._oldest = min(self.alive.values())
+        return self._oldest
 
     # ------------------------------------------------------------ policies and namespaces
 

@@ -9,7 +9,8 @@ nodes for the webhook (decision 0005); they move incrementally as nodes change.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -26,6 +27,8 @@ Wanted = tuple[tuple[str, ...], ...]
 Ranks = tuple[int, ...] | None  # one mode rank per GPU container; None: nothing known
 # Nodes that look alike to the webhook: (gpu-class label, recommended-mode label, ranks).
 Bucket = tuple[str | None, str | None, Ranks]
+# The buckets that hold some of a pod's candidate nodes, and those candidates by bucket.
+Overlap = tuple[frozenset[Bucket], Mapping[Bucket, AbstractSet[str]]]
 
 
 def policy_key(policy: AutotunePolicy) -> PolicyKey:
@@ -46,6 +49,8 @@ class _Groups:
     members: dict[Bucket, set[str]] = field(default_factory=dict)
     where: dict[str, Bucket] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
+    # Overlaps with candidate sets already asked about; cleared when a node changes bucket.
+    overlaps: dict[tuple[frozenset[str], frozenset[str]], Overlap] = field(default_factory=dict)
 
 
 class Views:
@@ -202,6 +207,30 @@ class Views:
         and request shape, then only the nodes that changed since the last call move, so an
         admission touches a handful of groups instead of every candidate node.
         """
+        return self._current(policy, wanted).members
+
+    def overlap(
+        self,
+        policy: AutotunePolicy,
+        wanted: Wanted,
+        question: tuple[frozenset[str], frozenset[str]],
+        answer: Callable[[Mapping[Bucket, set[str]]], Overlap],
+    ) -> Overlap:
+        """`answer(groups)` for (candidates, stale nodes), kept until a node next changes bucket.
+
+        The candidate set of a pod shape is itself kept (FleetState.remembered), so the
+        pods of one job meet the same set and skip the set algebra over thousands of
+        names; a heartbeat that leaves a node in its bucket keeps the answer.
+        """
+        groups = self._current(policy, wanted)
+        found = groups.overlaps.get(question)
+        if found is None:
+            if len(groups.overlaps) >= 64:  # pod shapes come and go; stay bounded
+                groups.overlaps.clear()
+            found = groups.overlaps[question] = answer(groups.members)
+        return found
+
+    def _current(self, policy: AutotunePolicy, wanted: Wanted) -> _Groups:
         key = (policy_key(policy), wanted)
         groups = self._groups.get(key)
         if groups is None:
@@ -210,22 +239,34 @@ class Views:
             groups = self._groups[key] = _Groups(dirty=set(self._store.nodes))
         if groups.dirty:
             nodes, alive = self._store.nodes, self._store.alive
+            moved = False
             for name in groups.dirty:
                 old = groups.where.pop(name, None)
-                if old is not None:
-                    members = groups.members.get(old)
-                    if members is not None:
-                        members.discard(name)
-                        if not members:
-                            del groups.members[old]
                 node = nodes.get(name)
                 if node is None:
+                    if old is not None:
+                        _leave(groups, old, name)
+                        moved = True
                     continue
                 ranks: Ranks = None
                 if name in alive and name in self._store.profiles:
                     ranks = ranks_for(self.mode_ranks(name, policy), wanted)
                 bucket = (node.labels.get(LABEL_CLASS), node.labels.get(LABEL_MODE), ranks)
                 groups.where[name] = bucket
-                groups.members.setdefault(bucket, set()).add(name)
+                if bucket != old:
+                    if old is not None:
+                        _leave(groups, old, name)
+                    groups.members.setdefault(bucket, set()).add(name)
+                    moved = True
             groups.dirty.clear()
-        return groups.members
+            if moved:
+                groups.overlaps.clear()
+        return groups
+
+
+def _leave(groups: _Groups, bucket: Bucket, name: str) -> None:
+    members = groups.members.get(bucket)
+    if members is not None:
+        members.discard(name)
+        if not members:
+            del groups.members[bucket]
