@@ -158,7 +158,8 @@ def render(results: list[dict[str, Any]], latest_file: str) -> str:
             out += [
                 "",
                 f"Heartbeats, {heartbeat_way(last, key)} way: {hb['heartbeats']} {what} over "
-                f"{hb['period_s']} s (every agent once, at its {_interval(last):g} s interval): "
+                f"{hb['period_s']} s ({hb['heartbeats'] / last['nodes']:.2f} per agent, whose "
+                f"interval is {_interval(last):g} s): "
                 f"kube-apiserver {cores.get('kube-apiserver', 0):.3f} cores, etcd "
                 f"{cores.get('etcd', 0):.3f}, operator {cores.get('operator', 0):.3f}; "
                 f"{hb['label_writes_operator_metric']} label writes (operator metric), "
