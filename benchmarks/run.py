@@ -1,13 +1,15 @@
 """Every CPU benchmark, one after the other (what `make bench` runs).
 
-    python -m benchmarks.run [--out docs/benchmarks] [--only webhook|fleet|heartbeatcost]
+    python -m benchmarks.run [--out docs/benchmarks]
+        [--only webhook|handlercpu|fleet|heartbeatcost]
 
-Each benchmark starts its own control plane and operator, so one's leftovers
-never weigh on the next. Results land in docs/benchmarks/{webhook,fleet,heartbeatcost}.md and
-their raw JSON in docs/benchmarks/data/; the fleet at 5,000 nodes (issue 15's
-size; setting it up alone takes about 6 minutes on 2 cores). On the 2-core machine
-the whole run takes about 45 minutes; run it when nothing else is using the machine, or say
-so next to the numbers (the reports record the load average).
+Each plane benchmark starts its own control plane and operator, so one's leftovers never
+weigh on the next; handlercpu needs none (the webhook server alone, against the reference).
+Results land in docs/benchmarks/{webhook,fleet,heartbeatcost}.md and their raw JSON (and
+handlercpu's) in docs/benchmarks/data/; the fleet at 5,000 nodes (issue 15's size; setting
+it up alone takes about 6 minutes on 2 cores). On the 2-core machine the whole run takes
+about 50 minutes; run it when nothing else is using the machine, or say so next to the
+numbers (the reports record the load average).
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import fleet, heartbeatcost, report, webhook
+from benchmarks import fleet, handlercpu, heartbeatcost, report, webhook
 
 BENCHMARKS: dict[str, Callable[[list[str]], int]] = {
     "webhook": webhook.main,
+    "handlercpu": handlercpu.main,
     "fleet": lambda argv: fleet.main(["--nodes", "5000", *argv]),
     "heartbeatcost": heartbeatcost.main,
 }

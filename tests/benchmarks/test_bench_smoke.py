@@ -17,7 +17,7 @@ import psutil
 import pytest
 from kubernetes.client import ApiClient
 
-from benchmarks import agentleases, fleet, fleetsetup, heartbeatcost, webhook
+from benchmarks import agentleases, fleet, fleetsetup, handlercpu, heartbeatcost, webhook
 from benchmarks.benchplane import BENCH_PLANE_ARGS
 from benchmarks.gpufleet import plan_node
 from benchmarks.kubeapi import Api, Credentials
@@ -131,6 +131,20 @@ def test_heartbeat_cost_benchmark_runs(tmp_path: Path) -> None:
     sizes = result["object_bytes"]
     assert isinstance(sizes, dict) and sizes["profile"] > 5 * sizes["lease"]
     assert "Profile / Lease" in (tmp_path / "heartbeatcost.md").read_text()
+
+
+def test_handler_cpu_benchmark_runs(tmp_path: Path) -> None:
+    """Three arms (this tree, HEAD's tree in a worktree, the reference), every answer checked."""
+    argv = ["--before", "HEAD", "--nodes", "20", "--rate", "50", "--seconds", "1"]
+    assert handlercpu.main([*argv, "--rounds", "1", "--out", str(tmp_path)]) == 0
+    result = _only(tmp_path, "handlercpu")
+    steps = result["steps"]
+    assert isinstance(steps, list)
+    assert sorted(s["arm"] for s in steps) == ["before", "maxtune", "reference"]
+    assert all(s["reviews"] >= 40 and s["errors"] == 0 for s in steps)
+    summary = result["summary"]
+    assert isinstance(summary, dict)
+    assert set(summary["ratios"]) == {"maxtune/reference", "before/reference", "before/maxtune"}
 
 
 def test_simulated_agents_write_the_lease_a_real_agent_writes(
