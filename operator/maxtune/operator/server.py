@@ -13,6 +13,7 @@ import asyncio
 import logging
 import ssl
 import time
+from asyncio import sslproto
 from collections.abc import Callable
 from typing import Final
 
@@ -47,6 +48,17 @@ class _ClientErrors(logging.Filter):
 
 
 logging.getLogger("aiohttp.server").addFilter(_ClientErrors())
+
+# asyncio's TLS transport gives every connection a read buffer of SSLProtocol.max_size,
+# 256 KiB in Python 3.11, filled with zeros when the connection opens. The API server opens a
+# TLS connection per concurrent webhook call under bursts (hundreds at its default in-flight
+# limits): 600 were 150 MiB, past the chart's 256 MiB limit together with the fleet's state,
+# and a flood of connections in the webhook benchmark took the operator to 1.8 GiB. A TLS
+# record carries at most 16 KiB, so 32 KiB reads whole records; a 3 MiB review takes about
+# a hundred reads instead of a dozen. Only the operator serves TLS through asyncio in this
+# process (its API client is urllib3), so the class-wide setting reaches only the webhook.
+TLS_READ_BUFFER: Final = 32 * 1024
+sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 
 async def _read_capped(request: web.Request, cap: int) -> tuple[bytes, bool]:
