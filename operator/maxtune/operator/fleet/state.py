@@ -21,7 +21,14 @@ from maxtune.contract.models import AutotunePolicy, ResourceSummary
 from maxtune.operator.cachedir import CacheEntry
 from maxtune.operator.fleet.indexes import NodeIndex
 from maxtune.operator.fleet.store import Store
-from maxtune.operator.fleet.views import Bucket, Overlap, Views, Wanted
+from maxtune.operator.fleet.views import (
+    Bucket,
+    Overlap,
+    OverlapAnswer,
+    OverlapQuestion,
+    Views,
+    Wanted,
+)
 from maxtune.operator.records import NodeRecord, ProfileRecord
 
 # Called with the names of nodes whose desired or actual labels may have changed;
@@ -210,8 +217,8 @@ class FleetState:
         self,
         policy: AutotunePolicy,
         wanted: Wanted,
-        question: tuple[frozenset[str], frozenset[str]],
-        answer: Callable[[Mapping[Bucket, set[str]]], Overlap],
+        question: OverlapQuestion,
+        answer: OverlapAnswer,
     ) -> Overlap:
         return self._views.overlap(policy, wanted, question, answer)
 

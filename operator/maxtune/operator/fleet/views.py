@@ -29,6 +29,9 @@ Ranks = tuple[int, ...] | None  # one mode rank per GPU container; None: nothing
 Bucket = tuple[str | None, str | None, Ranks]
 # The buckets that hold some of a pod's candidate nodes, and those candidates by bucket.
 Overlap = tuple[frozenset[Bucket], Mapping[Bucket, AbstractSet[str]]]
+# An overlap is asked for a pod's candidate nodes and the stale ones, and computed from groups.
+OverlapQuestion = tuple[frozenset[str], frozenset[str]]
+OverlapAnswer = Callable[[Mapping[Bucket, set[str]]], Overlap]
 
 
 def policy_key(policy: AutotunePolicy) -> PolicyKey:
@@ -50,7 +53,7 @@ class _Groups:
     where: dict[str, Bucket] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
     # Overlaps with candidate sets already asked about; cleared when a node changes bucket.
-    overlaps: dict[tuple[frozenset[str], frozenset[str]], Overlap] = field(default_factory=dict)
+    overlaps: dict[OverlapQuestion, Overlap] = field(default_factory=dict)
 
 
 class Views:
@@ -213,8 +216,8 @@ class Views:
         self,
         policy: AutotunePolicy,
         wanted: Wanted,
-        question: tuple[frozenset[str], frozenset[str]],
-        answer: Callable[[Mapping[Bucket, set[str]]], Overlap],
+        question: OverlapQuestion,
+        answer: OverlapAnswer,
     ) -> Overlap:
         """`answer(groups)` for (candidates, stale nodes), kept until a node next changes bucket.
 
