@@ -140,3 +140,24 @@ def test_groups_equal_a_plain_loop_after_any_changes(ops: list[Any], seed: int) 
     for step, op in enumerate(ops):
         apply(fleet, op, step)
         check(fleet, rng)
+
+
+def test_more_pod_shapes_than_are_kept_still_get_right_buckets() -> None:
+    """Kept answers are few (OVERLAPS_KEPT over all groups): asking for many more candidate
+    sets, twice round, evicts and recomputes, and every answer still equals the plain loop."""
+    fleet = Fleet()
+    for n in range(12):
+        product, count, mig, gain = PRODUCTS[n % len(PRODUCTS)]
+        fleet.add(f"n{n}", product, count, mig=mig, gain=gain, synced=n % 2 == 0)
+    state, now = fleet.state, time.time()
+    rng = random.Random(7)
+    subsets = [frozenset(n for n in state.nodes if rng.random() < 0.5) for _ in range(3 * 32)]
+    for _ in range(2):
+        for subset in subsets:
+            for obj in SHAPES[:2]:
+                containers = gpu_containers(obj["spec"])
+                chosen = state.policy_for("team")
+                got, members = _buckets(subset, containers, state, chosen, now)
+                plain = plain_buckets(subset, containers, state, chosen, now)
+                assert got == set(plain)
+                assert {b: set(m) for b, m in members.items()} == plain

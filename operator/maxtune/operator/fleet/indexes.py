@@ -15,6 +15,7 @@ from typing import TypeVar
 from maxtune.operator.records import NodeRecord
 
 _EMPTY: frozenset[str] = frozenset()
+ANSWERS_KEPT = 32  # pod shapes whose candidate nodes are kept at a time
 K = TypeVar("K")
 
 
@@ -28,7 +29,8 @@ class NodeIndex:
         # (resource, count) -> nodes with at least `count` of it; cleared on any change.
         self._at_least: dict[tuple[str, int], frozenset[str]] = {}
         # Answers computed from the index alone (maxtune.operator.selection.candidates), by
-        # the question; cleared on any change, like _at_least.
+        # the question; cleared on any change, like _at_least. Each can hold every node's
+        # name (a set of 5,000 names is 0.5 MB), so few are kept.
         self._answers: dict[Hashable, frozenset[str]] = {}
 
     def add(self, node: NodeRecord) -> None:
@@ -69,7 +71,7 @@ class NodeIndex:
         """
         found = self._answers.get(question)
         if found is None:
-            if len(self._answers) >= 256:  # many distinct shapes: stay bounded
+            if len(self._answers) >= ANSWERS_KEPT:  # many distinct shapes: stay bounded
                 self._answers.clear()
             found = self._answers[question] = answer()
         return found

@@ -51,7 +51,7 @@ class Store:
         self.lease_beats: dict[str, float] = {}
         self.alive: dict[str, float] = {}
         # min(alive.values()), kept between changes: every admission asks whether any agent
-        # is stale, and a scan of 5,000 beats per review was an eighth of the decision's CPU.
+        # is stale, and scanning 2,000 beats for it was an eighth of an admission's CPU.
         self._oldest: float | None = None
         self.alive_version = 0  # moves with every change of `alive`
 

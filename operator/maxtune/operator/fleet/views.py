@@ -32,6 +32,7 @@ Overlap = tuple[frozenset[Bucket], Mapping[Bucket, AbstractSet[str]]]
 # An overlap is asked for a pod's candidate nodes and the stale ones, and computed from groups.
 OverlapQuestion = tuple[frozenset[str], frozenset[str]]
 OverlapAnswer = Callable[[Mapping[Bucket, set[str]]], Overlap]
+OVERLAPS_KEPT = 32  # answers kept at a time, every group's together
 
 
 def policy_key(policy: AutotunePolicy) -> PolicyKey:
@@ -228,8 +229,11 @@ class Views:
         groups = self._current(policy, wanted)
         found = groups.overlaps.get(question)
         if found is None:
-            if len(groups.overlaps) >= 64:  # pod shapes come and go; stay bounded
-                groups.overlaps.clear()
+            # Each answer can hold two sets of every node's name (1 MB at 5,000 nodes): few
+            # are kept, over all groups together; pod shapes come and go.
+            if sum(len(g.overlaps) for g in self._groups.values()) >= OVERLAPS_KEPT:
+                for kept in self._groups.values():
+                    kept.overlaps.clear()
             found = groups.overlaps[question] = answer(groups.members)
         return found
 
