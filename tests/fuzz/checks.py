@@ -92,7 +92,7 @@ def check_patch(obj: Any, ops: list[dict[str, Any]]) -> Any:
                 env_after = _env_of(new)
                 for name, entry in _env_of(old).items():
                     assert env_after[name] == entry, f"user variable {name} was changed"
-        assert after.get("ephemeralContainers") == spec.get("ephemeralContainers")
+        assert _same(after.get("ephemeralContainers"), spec.get("ephemeralContainers"))
     return patched
 
 

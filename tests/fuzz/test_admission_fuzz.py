@@ -84,6 +84,23 @@ NAN_CONTAINER = {
 @budget(300)
 @given(body=spoiled())
 @example(body=NAN_CONTAINER)
+@example(
+    body={
+        **NAN_CONTAINER,
+        "request": {
+            **NAN_CONTAINER["request"],
+            "object": {
+                "metadata": {"labels": {"maxtune.io/inject": "true"}},
+                "spec": {
+                    "containers": [
+                        {"name": "train", "resources": {"limits": {"nvidia.com/gpu": 1}}}
+                    ],
+                    "ephemeralContainers": float("nan"),
+                },
+            },
+        },
+    }
+)
 def test_a_review_spoiled_anywhere_gets_a_valid_answer(body: dict[str, Any]) -> None:
     request = body.get("request")
     obj = request.get("object") if isinstance(request, dict) else None
