@@ -41,7 +41,6 @@ import psutil
 from benchmarks import report, reviews
 from benchmarks.envinfo import code_state
 from benchmarks.hotpath import fleet_state
-from benchmarks.refwebhook import Transport, apps
 from benchmarks.vegeta import Vegeta
 from maxtune.operator import server
 from maxtune.operator.metrics import Metrics
@@ -56,6 +55,10 @@ PACKAGES = ("core", "operator", "agent", "dev")
 async def _serve(arm: str, port: int, pki: Path, nodes: int) -> None:
     tls = server_context(pki / "tls.crt", pki / "tls.key")
     if arm == "reference":
+        # Imported here: the `before` arm runs this module over an older tree, which need
+        # not have what the reference uses of this one (its JSON codec, say).
+        from benchmarks.refwebhook import Transport, apps  # noqa: PLC0415
+
         app, _ = apps(Transport())
     else:
         fleet = fleet_state(nodes)

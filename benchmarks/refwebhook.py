@@ -6,7 +6,8 @@ The webhook benchmark's third arm. It is served exactly as `maxtune operator`
 serves its webhook (maxtune.operator.server.start: aiohttp, the same TLS context
 from maxtune.operator.tls, the same backlog, no access log), answers every
 review with an allowed AdmissionReview carrying one constant patch (the
-`maxtune.io/decision` annotation, value `reference`), and does nothing else:
+`maxtune.io/decision` annotation, value `reference`) with the webhook's own JSON codec
+(maxtune.operator.wirejson), and does nothing else:
 no watches, no fleet, no decision. The API server's cost of calling *a*
 webhook on this plane is then what this arm adds over no webhook at all;
 what maxtune adds beyond it is maxtune's own.
@@ -35,6 +36,7 @@ from aiohttp import web
 from maxtune.contract.names import PREFIX
 from maxtune.operator import server
 from maxtune.operator.tls import server_context
+from maxtune.operator.wirejson import dumps, loads
 
 ANNOTATION = f"{PREFIX}decision"
 _POINTER = ANNOTATION.replace("~", "~0").replace("/", "~1")  # JSON pointer escaping
@@ -66,7 +68,7 @@ class Transport:
 
 
 def answer(body: bytes) -> bytes:
-    review = json.loads(body)
+    review = loads(body)
     request = review.get("request") or {}
     pod = request.get("object") or {}
     annotated = isinstance((pod.get("metadata") or {}).get("annotations"), dict)
@@ -76,9 +78,9 @@ def answer(body: bytes) -> bytes:
         "patchType": "JSONPatch",
         "patch": PATCH_ONE if annotated else PATCH_MAP,
     }
-    return json.dumps(
+    return dumps(
         {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
-    ).encode()
+    )
 
 
 def apps(transport: Transport) -> tuple[web.Application, web.Application]:

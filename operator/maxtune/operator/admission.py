@@ -11,7 +11,6 @@ for the `maxtune_operator_admission_requests_total` counter.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import re
 import time
@@ -23,6 +22,7 @@ from maxtune.operator.decision import Decision, decide
 from maxtune.operator.fleet import FleetState
 from maxtune.operator.patch import build
 from maxtune.operator.records import as_dict
+from maxtune.operator.wirejson import dumps, loads
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +55,10 @@ def _response(
     response: dict[str, Any] = {"uid": uid, "allowed": True}
     if patch:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(
-            json.dumps(patch, separators=(",", ":")).encode()
-        ).decode("ascii")
+        response["patch"] = base64.b64encode(dumps(patch)).decode("ascii")
     if warning:
         response["warnings"] = [warning]
-    return json.dumps(
-        {"apiVersion": api_version, "kind": "AdmissionReview", "response": response},
-        separators=(",", ":"),
-    ).encode()
+    return dumps({"apiVersion": api_version, "kind": "AdmissionReview", "response": response})
 
 
 def salvage_uid(body: bytes) -> str:
@@ -88,7 +83,7 @@ def review(
 ) -> Outcome:
     """Answer one AdmissionReview; never raises for anything inside the body."""
     try:
-        raw = json.loads(body)
+        raw = loads(body)
     except (ValueError, RecursionError):
         return allow(body, "invalid", "body is not JSON")
     if not isinstance(raw, Mapping):

@@ -17,7 +17,6 @@ variable itself has made its own choice: it gets no variable and is never steere
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from maxtune.operator.gpurequests import ContainerKind, GpuContainer, gpu_contai
 from maxtune.operator.records import as_dict, as_list
 from maxtune.operator.selection import candidates, read_placement
 from maxtune.operator.steering import Ask, judge
+from maxtune.operator.wirejson import dumps
 
 PROTECTED_NAMESPACES: Final = frozenset({"kube-system"})
 
@@ -93,7 +93,7 @@ class Decision:
             body["speeds"] = dict(self.figures)
         if self.cache is not None:
             body["compileCache"] = dict(self.cache)
-        return json.dumps(body, separators=(",", ":"), sort_keys=True)
+        return dumps(body, sort_keys=True).decode()
 
 
 @dataclass(frozen=True, slots=True)
