@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from maxtune.operator import wirejson
@@ -79,10 +79,15 @@ def test_any_json_text_reads_the_same(value: Any, ascii_only: bool) -> None:
     assert _same(wirejson.loads(text), json.loads(text))
 
 
+# Found by CI on 2026-12-02: a Python string holding a surrogate pair as two code points
+# is written as two escapes, which any JSON reader joins into one character. `json` does
+# the same, so the oracle is what `json` writes, read back, not the value itself.
 @given(value=finite_json_values, sort_keys=st.booleans())
-def test_what_it_writes_reads_back_as_the_value(value: Any, sort_keys: bool) -> None:
+@example(value={"\ud801": None, "\ud800\udc00": None}, sort_keys=False)
+def test_what_it_writes_reads_as_what_json_writes(value: Any, sort_keys: bool) -> None:
     written = wirejson.dumps(value, sort_keys=sort_keys)
-    assert _same(json.loads(written), value)
+    expected = json.dumps(value, separators=(",", ":"), sort_keys=sort_keys)
+    assert _same(json.loads(written), json.loads(expected))
 
 
 def test_writes_compact_sorted_utf8() -> None:
