@@ -163,7 +163,11 @@ def test_operator_labels_a_kwok_gpu_node_from_its_profile(
         labels = cluster.eventually(labelled, f"maxtune labels on {node}")
         assert labels[LABEL_CAPABLE] == "true"
         assert labels[LABEL_SM_COUNT] == "132"
-        assert image_operator.metric("maxtune_operator_label_writes_total") == writes + 1
+        cluster.count_becomes(
+            lambda: image_operator.metric("maxtune_operator_label_writes_total"),
+            writes + 1,
+            "label writes",
+        )
     finally:
         cluster.delete_quietly(kube, f"{cluster.PROFILES}/{node}")
 

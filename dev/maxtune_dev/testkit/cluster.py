@@ -100,3 +100,15 @@ def eventually(probe: Callable[[], T], what: str, timeout_s: float = 30) -> T:
 def settle(seconds: float) -> None:
     """Let a change that should NOT happen have its chance to (negative tests)."""
     time.sleep(seconds)
+
+
+def count_becomes(read: Callable[[], float], want: float, what: str, settle_s: float = 1.0) -> None:
+    """A counter reaches `want` and stays there for `settle_s`.
+
+    The operator counts a write after the API server answered it, so a test that saw the
+    write's effect (a label) can read the counter a moment too early; and a counter that
+    passed `want` right after must still fail the test (one write per change)."""
+    eventually(lambda: read() >= want, f"{what} >= {want:g}")
+    settle(settle_s)
+    got = read()
+    assert got == want, f"{what}: {got:g}, expected exactly {want:g}"
