@@ -69,9 +69,10 @@ def _mentions_gpu(container: Any) -> bool:
     return "nvidia.com/" in text
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal as JSON: a NaN the patch left alone is the same NaN, though NaN != NaN."""
-    return bool(a == b) or json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+def same_json(a: Any, b: Any) -> bool:
+    """Equal as JSON text: a NaN left alone is the same NaN, though NaN != NaN; and 1, 1.0 and
+    True differ, though Python's == takes them for equal."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 def check_patch(obj: Any, ops: list[dict[str, Any]]) -> Any:
@@ -88,11 +89,11 @@ def check_patch(obj: Any, ops: list[dict[str, Any]]) -> Any:
                 continue
             for old, new in zip(before_list, after_list, strict=True):
                 if not _mentions_gpu(old):
-                    assert _same(new, old), f"a container without GPUs was changed: {kind}"
+                    assert same_json(new, old), f"a container without GPUs was changed: {kind}"
                 env_after = _env_of(new)
                 for name, entry in _env_of(old).items():
                     assert env_after[name] == entry, f"user variable {name} was changed"
-        assert _same(after.get("ephemeralContainers"), spec.get("ephemeralContainers"))
+        assert same_json(after.get("ephemeralContainers"), spec.get("ephemeralContainers"))
     return patched
 
 

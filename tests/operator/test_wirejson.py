@@ -18,6 +18,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from maxtune.operator import wirejson
+from tests.fuzz.checks import same_json
 from tests.fuzz.strategies import finite_json_values, json_values
 
 # Inputs msgspec alone refuses and `json` reads: each must read as `json` reads it.
@@ -32,16 +33,11 @@ MSGSPEC_REFUSES = [
 ]
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal as JSON (NaN is NaN)."""
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
-
-
 @pytest.mark.parametrize("body", MSGSPEC_REFUSES, ids=range(len(MSGSPEC_REFUSES)))
 def test_what_msgspec_refuses_reads_as_json_reads_it(body: bytes) -> None:
     with pytest.raises(msgspec.DecodeError):
         msgspec.json.decode(body)  # the case is real: msgspec alone would refuse it
-    assert _same(wirejson.loads(body), json.loads(body))
+    assert same_json(wirejson.loads(body), json.loads(body))
 
 
 def test_integers_of_any_size_stay_integers() -> None:
@@ -76,7 +72,7 @@ def test_any_json_text_reads_the_same(value: Any, ascii_only: bool) -> None:
     <, >, & and line separators); a lone surrogate written raw is not UTF-8, which `json`
     still reads (it decodes bytes with surrogatepass) and msgspec refuses."""
     text = json.dumps(value, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
-    assert _same(wirejson.loads(text), json.loads(text))
+    assert same_json(wirejson.loads(text), json.loads(text))
 
 
 # Found by CI on 2026-12-02: a Python string holding a surrogate pair as two code points
@@ -87,7 +83,7 @@ def test_any_json_text_reads_the_same(value: Any, ascii_only: bool) -> None:
 def test_what_it_writes_reads_as_what_json_writes(value: Any, sort_keys: bool) -> None:
     written = wirejson.dumps(value, sort_keys=sort_keys)
     expected = json.dumps(value, separators=(",", ":"), sort_keys=sort_keys)
-    assert _same(json.loads(written), json.loads(expected))
+    assert same_json(json.loads(written), json.loads(expected))
 
 
 def test_writes_compact_sorted_utf8() -> None:
