@@ -103,6 +103,13 @@ def test_labels_follow_profiles_and_are_written_once(
     assert {k: v for k, v in node_before.items() if not k.startswith("maxtune.io/")} == node_after
 
 
+def test_the_event_loop_is_probed_while_the_operator_runs(operator: OperatorProcess) -> None:
+    """The loop-lag histogram counts ten probes a second from start-up on, leader or not."""
+    lag = "maxtune_operator_event_loop_lag_seconds_count"
+    before = operator.metric(lag)
+    eventually(lambda: operator.metric(lag) >= before + 5, "loop-lag probes", timeout_s=10)
+
+
 def test_node_without_gpus_and_stale_heartbeat_lose_labels(
     kube: Kube, operator: OperatorProcess, kwok_nodes: NodeFactory
 ) -> None:

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from maxtune.cli.version import VERSION
 from maxtune.kube import Kube, load_configuration
-from maxtune.operator import server
+from maxtune.operator import looplag, server
 from maxtune.operator.cachedir import DirectoryFile
 from maxtune.operator.events import Kind, sources
 from maxtune.operator.fleet import FleetState
@@ -175,6 +175,8 @@ class Operator:
             tls, cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_reload_seconds, self.metrics
         )
         self._tasks.append(asyncio.create_task(reloader.run(), name="tls-reload"))
+        lag = looplag.probe(self.metrics.loop_lag.observe)
+        self._tasks.append(asyncio.create_task(lag, name="loop-lag"))
         if cfg.compile_cache_directory is not None:
             directory = DirectoryFile(cfg.compile_cache_directory)
             watch = self._follow_cache_directory(directory, cfg.tls_reload_seconds)
