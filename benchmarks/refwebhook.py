@@ -15,7 +15,9 @@ what maxtune adds beyond it is maxtune's own.
 It also counts what the transport does, on the server's side of each call:
 connections accepted (each one a TLS handshake), how many of those resumed a
 TLS session, and requests per connection; `GET /stats` on the plain stats port
-answers them as JSON.
+answers them as JSON. And it probes its event loop's lag as the operator does
+(maxtune.operator.looplag, the operator's metric name and buckets), served at
+`GET /metrics` on the stats port, so the two servers' waits compare directly.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
+from maxtune.contract.metricspec import CONTENT_TYPE
 from maxtune.contract.names import PREFIX
-from maxtune.operator import server
+from maxtune.operator import looplag, server
+from maxtune.operator.metrics import LOOP_LAG, LOOP_LAG_BUCKETS
 from maxtune.operator.tls import server_context
 from maxtune.operator.wirejson import dumps, loads
 
@@ -83,7 +88,9 @@ def answer(body: bytes) -> bytes:
     )
 
 
-def apps(transport: Transport) -> tuple[web.Application, web.Application]:
+def apps(
+    transport: Transport, registry: CollectorRegistry | None = None
+) -> tuple[web.Application, web.Application]:
     async def mutate(request: web.Request) -> web.Response:
         transport.note(request)
         return web.Response(body=answer(await request.read()), content_type="application/json")
@@ -96,6 +103,14 @@ def apps(transport: Transport) -> tuple[web.Application, web.Application]:
     plain = web.Application()
     plain.router.add_get("/stats", stats)
     plain.router.add_get("/readyz", lambda request: _ok())
+    if registry is not None:
+        metrics_body = registry  # bound for the closure below
+
+        async def metrics(request: web.Request) -> web.Response:
+            body = generate_latest(metrics_body)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+        plain.router.add_get("/metrics", metrics)
     return hook, plain
 
 
@@ -105,7 +120,10 @@ async def _ok() -> web.Response:
 
 async def serve(args: argparse.Namespace) -> None:
     transport = Transport()
-    hook, plain = apps(transport)
+    registry = CollectorRegistry()
+    lag = Histogram(LOOP_LAG.name, LOOP_LAG.help, buckets=LOOP_LAG_BUCKETS, registry=registry)
+    hook, plain = apps(transport, registry)
+    probe = asyncio.create_task(looplag.probe(lag.observe), name="loop-lag")
     tls = server_context(args.tls_cert_file, args.tls_key_file)
     runners = [
         (await server.start(hook, args.host, args.port, tls))[0],
@@ -116,6 +134,7 @@ async def serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    probe.cancel()
     for runner in runners:
         await runner.cleanup()
 

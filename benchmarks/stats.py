@@ -90,6 +90,19 @@ def histogram_quantile(buckets: Buckets, q: float) -> dict[str, Any]:
     raise AssertionError("unreachable: the +Inf bucket holds every observation")
 
 
+def highest_bucket(buckets: Buckets) -> list[float | None] | None:
+    """The bounds in ms of the bucket that holds the largest observation (None: no observation)."""
+    total = buckets.get(math.inf, 0.0)
+    if total <= 0:
+        return None
+    lower = 0.0
+    for bound in sorted(buckets):
+        if buckets[bound] >= total:
+            return [round(lower * 1e3, 3), None if math.isinf(bound) else round(bound * 1e3, 3)]
+        lower = bound
+    raise AssertionError("unreachable: the +Inf bucket holds every observation")
+
+
 def fraction_at_most(buckets: Buckets, bound: float) -> float | None:
     """Share of observations at or below `bound` seconds (exact only at a bucket edge)."""
     total = buckets.get(math.inf, 0.0)

@@ -29,6 +29,7 @@ from typing import Any
 from maxtune_dev.localplane.gobinaries import ensure_go_program
 from maxtune_dev.localplane.process import free_port
 from maxtune_dev.testkit.operator import OperatorProcess, WebhookPki
+from maxtune_dev.testkit.promtext import Samples, parse
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCES = ("reference", "reference-go-h2", "reference-go-h1")
@@ -44,6 +45,14 @@ class Arm:
     port: int | None = None
     pid: int | None = None
     stats_url: str | None = None
+    metrics_url: str | None = None  # a reference's own /metrics (its event-loop lag)
+
+    def samples(self) -> Samples | None:
+        """The server's own metrics, where it serves them apart from the operator's."""
+        if self.metrics_url is None:
+            return None
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            return parse(response.read().decode())
 
     def transport_stats(self) -> dict[str, int] | None:
         """The server's own counts of connections, resumed TLS sessions and requests."""
@@ -109,6 +118,7 @@ class ReferenceProcess:
             port=self.port,
             pid=self.proc.pid,
             stats_url=f"{stats}/stats",
+            metrics_url=f"{stats}/metrics" if self.name == "reference" else None,
         )
 
     def stop(self) -> None:

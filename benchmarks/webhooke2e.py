@@ -34,6 +34,7 @@ from maxtune_dev.testkit.operator import OperatorProcess, WebhookPki
 E2E_NAMESPACE = "bench-e2e"
 OPERATOR_NAMESPACE = "maxtune-system"
 HISTOGRAM = "maxtune_operator_admission_duration_seconds"
+LOOP_LAG = "maxtune_operator_event_loop_lag_seconds"
 WEBHOOK_NAME = "pod-opt-in.webhook.maxtune.io"
 # The plane's processes whose CPU an admitted pod costs (the creators' client is not one).
 PLANE = ("kube-apiserver", "etcd", "kube-scheduler", "kube-controller-manager", "kwok")
@@ -70,7 +71,10 @@ async def phase(
 ) -> dict[str, Any]:
     concurrency, rate = parse_load(load)
     before_api = await apimetrics.scrape(api)
-    before_op = stats.histogram(op.samples(), HISTOGRAM)
+    before_samples = op.samples()
+    before_op = stats.histogram(before_samples, HISTOGRAM)
+    before_lag = stats.histogram(before_samples, LOOP_LAG)
+    before_ref = await asyncio.to_thread(arm.samples)
     before_stats = await asyncio.to_thread(arm.transport_stats)
     conns = ConnWatch(arm.port).start() if arm.port else None
     window = CpuWindow(pids).start()
@@ -96,7 +100,14 @@ async def phase(
         stats.histogram(after_api, apimetrics.WEBHOOK_DURATION, match),
         stats.histogram(before_api, apimetrics.WEBHOOK_DURATION, match),
     )
-    server = stats.histogram_delta(stats.histogram(op.samples(), HISTOGRAM), before_op)
+    after_samples = op.samples()
+    server = stats.histogram_delta(stats.histogram(after_samples, HISTOGRAM), before_op)
+    after_ref = await asyncio.to_thread(arm.samples)
+    reference_lag = None
+    if before_ref is not None and after_ref is not None:
+        reference_lag = loop_lag(
+            stats.histogram(after_ref, LOOP_LAG), stats.histogram(before_ref, LOOP_LAG)
+        )
     result.update(
         load=load,
         arm=arm.name,
@@ -111,9 +122,23 @@ async def phase(
         },
         apiserver_pod_create=apimetrics.request_latency(after_api, before_api, "POST", "pods"),
         operator_handler={"p99": stats.histogram_quantile(server, 0.99)},
+        # The operator runs in every arm (it labels the fleet); it serves admissions in one.
+        operator_loop_lag=loop_lag(stats.histogram(after_samples, LOOP_LAG), before_lag),
+        reference_loop_lag=reference_lag,
         cleanup_s=round(await delete_pods(api, E2E_NAMESPACE), 2),
     )
     return result
+
+
+def loop_lag(after: stats.Buckets, before: stats.Buckets) -> dict[str, Any]:
+    """How late a server's event loop ran its due timers over a phase (its lag probe's
+    histogram, maxtune.operator.looplag): what every admission it served waited besides."""
+    delta = stats.histogram_delta(after, before)
+    return {
+        "p50": stats.histogram_quantile(delta, 0.5),
+        "p99": stats.histogram_quantile(delta, 0.99),
+        "max_bucket_ms": stats.highest_bucket(delta),
+    }
 
 
 async def end_to_end(

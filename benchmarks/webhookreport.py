@@ -6,6 +6,7 @@ from collections import defaultdict
 from typing import Any
 
 from benchmarks.report import spread, table
+from benchmarks.webhooke2ereport import e2e_section
 
 TARGET_P99_MS = 5.0
 TARGET_RATE = 200.0
@@ -123,124 +124,6 @@ def _direct(result: dict[str, Any]) -> list[str]:
             _step_rows(direct["steps"]),
         ),
     ]
-
-
-ARM_TEXT = {
-    "maxtune": "maxtune's webhook (the operator)",
-    "reference": "reference webhook, Python (aiohttp, the operator's TLS), constant patch",
-    "reference-go-h2": "reference webhook, Go, HTTP/2 offered",
-    "reference-go-h1": "reference webhook, Go, HTTP/1.1 only",
-    "bare": "no webhook",
-}
-
-
-def _e2e(result: dict[str, Any]) -> list[str]:
-    e2e = result["e2e"]
-    arms = e2e["arms"]
-    out = [
-        "## (b) Pod creation through the API server, arm by arm",
-        "",
-        "Arms: "
-        + "; ".join(f"`{a}`: {ARM_TEXT.get(a, a)}" for a in arms)
-        + ". Every arm registered under the same webhook name, one after the other on the "
-        "same plane, the order rotated each round. Latency of the whole `POST .../pods` in ms, "
-        "pooled over the rounds of each arm. A closed loop (N creators) runs the plane as fast "
-        "as it goes, so on 2 cores its latency is mostly queueing (creators / throughput); a "
-        "paced load (N creators at R pods/s) stays below that. 'API server → webhook' is the "
-        "API server's own `apiserver_admission_webhook_admission_duration_seconds` (buckets 5, "
-        "25, 100, 500 ms). 'New connections' are the TCP connections the API server opened "
-        "to the arm's server during the phase (the kernel's socket table; each is a full TLS "
-        "handshake), per 100 pods; 'webhook calls per pod' counts the API server's calls (its "
-        "histogram's count: more than 1 would be reinvocation). Agents renew heartbeat Leases "
-        f"in the background (every "
-        f"{result.get('agent_interval_s', 60):g} s).",
-        "",
-    ]
-    rows = []
-    for summary in e2e["summary"]:
-        phases = [p for p in e2e["phases"] if p["load"] == summary["load"]]
-        for arm in arms:
-            mine = [p for p in phases if p["arm"] == arm]
-            pooled = summary["pooled"][arm]
-            calls = [p["apiserver_webhook_call"] for p in mine]
-            pods = sum(p["created"] for p in mine)
-            conns = [(p.get("connections") or {}).get("new_connections") for p in mine]
-            known = [c for c in conns if c is not None]
-            rows.append(
-                [
-                    summary["name"],
-                    arm,
-                    pods,
-                    f"{sum(p['mutated'] for p in mine)}/{pods}",
-                    spread([p["creates_per_s"] for p in mine], "", 0),
-                    pooled["p50_ms"],
-                    pooled["p99_ms"],
-                    spread([v for c in calls if (v := c["p50"].get("value_ms")) is not None], "")
-                    if arm != "bare"
-                    else "-",
-                    spread(
-                        [100 * w for c in calls if (w := c["share_within_25ms"]) is not None], "%"
-                    )
-                    if arm != "bare"
-                    else "-",
-                    f"{100 * sum(known) / max(1, pods):.1f}" if known and arm != "bare" else "-",
-                    f"{sum(c['p50'].get('count', 0) for c in calls) / max(1, pods):.2f}"
-                    if arm != "bare"
-                    else "-",
-                ]
-            )
-    out.append(
-        table(
-            [
-                "load",
-                "arm",
-                "pods",
-                "mutated",
-                "creates/s",
-                "p50",
-                "p99",
-                "API server → webhook p50",
-                "webhook calls ≤ 25 ms",
-                "new connections per 100 pods",
-                "webhook calls per pod",
-            ],
-            rows,
-        )
-    )
-    out += [""]
-    for summary in e2e["summary"]:
-        parts = []
-        for arm, over in summary["overhead"].items():
-            per_round = ", ".join(f"{r['p99_overhead_ms'][arm]:+.1f}" for r in summary["per_round"])
-            parts.append(
-                f"{arm} p50 {over['p50_ms']:+.1f} ms, p99 {over['p99_ms']:+.1f} ms (per round "
-                f"{per_round}), CPU {over['added_cpu_ms_per_pod']:+.2f} ms per pod"
-            )
-        line = f"- {summary['name']}, over bare: " + "; ".join(parts) + "."
-        ratio = summary.get("maxtune_over_reference")
-        if ratio:
-            line += (
-                f" maxtune / reference: p99 overhead {ratio['p99_overhead_pooled']}x pooled "
-                f"(per round {ratio['p99_overhead_per_round']}), added CPU per pod "
-                f"{ratio['added_cpu_per_pod']}x."
-            )
-        out.append(line)
-    procs = ["kube-apiserver", "etcd", "kube-scheduler", "kwok", "operator"]
-    procs += [a for a in arms if a.startswith("reference")]
-    cpu_rows = []
-    for summary in e2e["summary"]:
-        for arm in arms:
-            per_pod = summary["cpu_ms_per_pod"][arm]
-            added = (summary["overhead"].get(arm) or {}).get("added_cpu_ms_per_pod")
-            cpu_rows.append([summary["name"], arm, *[per_pod.get(n) for n in procs], added])
-    out += [
-        "",
-        "CPU per created pod, in ms, by process; 'added' is the sum over the plane and every "
-        "webhook server, less the bare arm's (the creators' own client is not counted):",
-        "",
-        table(["load", "arm", *procs, "added over bare"], cpu_rows),
-    ]
-    return out
 
 
 def _judged_client(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -394,5 +277,5 @@ def render(results: list[dict[str, Any]], latest_file: str) -> str:
     if "direct" in last:
         out += ["", *_direct(last)]
     if "e2e" in last:
-        out += ["", *_e2e(last)]
+        out += ["", *e2e_section(last)]
     return "\n".join(out) + "\n"

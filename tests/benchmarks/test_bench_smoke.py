@@ -105,9 +105,17 @@ def test_webhook_benchmark_runs(tmp_path: Path) -> None:
             assert phase["server_transport"]["http2"] == 20
         if phase["arm"] == "reference-go-h1":
             assert phase["server_transport"]["http1"] == 20
+        # The operator's loop is probed in every phase; the Python reference probes its own.
+        assert phase["operator_loop_lag"]["p99"]["count"] > 0
+        if phase["arm"] == "reference":
+            assert phase["reference_loop_lag"]["p99"]["count"] > 0
+        else:
+            assert phase["reference_loop_lag"] is None
     summary = e2e["summary"][0]
     assert "maxtune_over_reference" in summary
-    assert "(b) Pod creation through the API server" in (tmp_path / "webhook.md").read_text()
+    page = (tmp_path / "webhook.md").read_text()
+    assert "(b) Pod creation through the API server" in page
+    assert "operator loop lag p99" in page
 
 
 def test_bench_plane_passes_its_flags() -> None:

@@ -32,6 +32,15 @@ def test_histogram_quantile_interpolates_inside_the_bucket() -> None:
     assert beyond["value_ms"] is None
 
 
+def test_highest_bucket_is_where_the_largest_observation_lies() -> None:
+    assert stats.highest_bucket({0.001: 50.0, 0.005: 90.0, 0.01: 100.0, math.inf: 100.0}) == [
+        5.0,
+        10.0,
+    ]
+    assert stats.highest_bucket({0.001: 99.0, 0.005: 99.0, math.inf: 100.0}) == [5.0, None]
+    assert stats.highest_bucket({0.001: 0.0, math.inf: 0.0}) is None
+
+
 def test_changed_profiles_flip_the_mode_to_default() -> None:
     for i in changeable(90)[:6]:
         before, after = plan_node(i), plan_node(i, gain=CHANGED_GAIN)
