@@ -30,6 +30,7 @@ import signal
 import sys
 import weakref
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,14 +105,16 @@ def apps(
     plain.router.add_get("/stats", stats)
     plain.router.add_get("/readyz", lambda request: _ok())
     if registry is not None:
-        metrics_body = registry  # bound for the closure below
-
-        async def metrics(request: web.Request) -> web.Response:
-            body = generate_latest(metrics_body)
-            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
-
-        plain.router.add_get("/metrics", metrics)
+        plain.router.add_get("/metrics", _metrics_view(registry))
     return hook, plain
+
+
+def _metrics_view(registry: CollectorRegistry) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def metrics(request: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    return metrics
 
 
 async def _ok() -> web.Response:
