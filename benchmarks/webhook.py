@@ -46,11 +46,12 @@ from benchmarks.webhookarms import ARMS, REFERENCES, Arm, ReferenceProcess, maxt
 from benchmarks.webhooke2e import end_to_end
 from benchmarks.webhookparts import preflight, run_child
 from benchmarks.webhookreport import render
+from maxtune.operator.metrics import ADMISSION_DURATION
 from maxtune_dev.localplane import LocalPlane
 from maxtune_dev.testkit.operator import OperatorProcess, WebhookPki, write_pki
 
 OPERATOR_NAMESPACE = "maxtune-system"
-HISTOGRAM = "maxtune_operator_admission_duration_seconds"
+HISTOGRAM = ADMISSION_DURATION.name
 
 
 async def wait_idle(pid: int, *, below: float = 0.05, timeout_s: float = 120) -> float:

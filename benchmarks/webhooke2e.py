@@ -28,13 +28,15 @@ from benchmarks.kubeapi import Api
 from benchmarks.procstat import CpuWindow
 from benchmarks.webhookarms import Arm, stats_delta
 from benchmarks.webhookparts import delete_pods, run_child, set_webhook, webhook_configuration
+from maxtune.operator.metrics import ADMISSION_DURATION
+from maxtune.operator.metrics import LOOP_LAG as LOOP_LAG_SPEC
 from maxtune_dev.localplane import LocalPlane
 from maxtune_dev.testkit.operator import OperatorProcess, WebhookPki
 
 E2E_NAMESPACE = "bench-e2e"
 OPERATOR_NAMESPACE = "maxtune-system"
-HISTOGRAM = "maxtune_operator_admission_duration_seconds"
-LOOP_LAG = "maxtune_operator_event_loop_lag_seconds"
+HISTOGRAM = ADMISSION_DURATION.name
+LOOP_LAG = LOOP_LAG_SPEC.name
 WEBHOOK_NAME = "pod-opt-in.webhook.maxtune.io"
 # The plane's processes whose CPU an admitted pod costs (the creators' client is not one).
 PLANE = ("kube-apiserver", "etcd", "kube-scheduler", "kube-controller-manager", "kwok")
