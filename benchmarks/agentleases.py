@@ -12,9 +12,8 @@ The bodies are the agent's own (maxtune.agent.lease): the first round creates
 the Lease (label `maxtune.io/agent-heartbeat=true`, the Node as owner, holder =
 node, `leaseDurationSeconds` = max(60, 3 x interval), acquire and renew time);
 every later round PUTs the Lease as the last answer left it with a new renewTime
-and without its field-tracking record, in protobuf (maxtune.agent.leaseproto). A
-conflict or a missing Lease reads (or creates) it and writes again, as the agent
-does. Renewals are scheduled per node
+and without its field-tracking record. A conflict or a missing Lease reads (or
+creates) it and writes again, as the agent does. Renewals are scheduled per node
 from its own creation, so the fleet renews evenly, never in bursts, and every
 node once per interval.
 """
@@ -30,7 +29,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from benchmarks.kubeapi import Api, ApiError
-from maxtune.agent import leaseproto
 from maxtune.agent.lease import new_lease, node_owner, renewal
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
@@ -119,7 +117,7 @@ class LeaseAgents:
             seconds = lease_seconds(self.interval_s)
             body = renewal(self.latest[node], node, seconds, datetime.now(UTC))
             try:
-                self.latest[node] = await put_renewal(self.api, f"{self.collection}/{node}", body)
+                self.latest[node] = await self.api.call("PUT", f"{self.collection}/{node}", body)
                 self.counts["renewed"] += 1
             except ApiError as exc:
                 if exc.status not in (404, 409):
@@ -141,15 +139,7 @@ class LeaseAgents:
                 "POST", self.collection, new_lease(self.namespace, node, None, seconds, now)
             )
             return answer
-        return await put_renewal(self.api, path, renewal(current, node, seconds, now))
-
-
-async def put_renewal(api: Api, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """A renewal as the agent sends it (KubeSink._put_lease): protobuf when the codec carries
-    the Lease, JSON otherwise; the Lease as answered."""
-    try:
-        data = leaseproto.encode(body)
-    except leaseproto.NotEncodable:
-        written: dict[str, Any] = await api.call("PUT", path, body)
+        written: dict[str, Any] = await self.api.call(
+            "PUT", path, renewal(current, node, seconds, now)
+        )
         return written
-    return leaseproto.decode(await api.call_protobuf("PUT", path, data))

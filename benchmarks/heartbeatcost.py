@@ -18,11 +18,8 @@ heartbeat at all (the plane's own idle CPU, subtracted from each way):
   resourceVersion of its own last write;
 - `lease`: what agents send now (KubeSink._renew, maxtune.agent.lease): a PUT
   of the node's Lease as the last answer left it, with a new renewTime and
-  without its field-tracking record (managedFields), in protobuf both ways
-  (maxtune.agent.leaseproto);
-- `lease-json`: what agents sent until 2026-12-02: the same PUT in JSON (a
-  Lease of its own per node, `<node>-json`);
-- `lease-tracked`: what agents 0.2 sent: the JSON PUT with the managedFields of
+  without its field-tracking record (managedFields);
+- `lease-tracked`: what agents 0.2 sent: the same PUT with the managedFields of
   the last answer, so the API server tracks fields on every renewal (a Lease of
   its own per node, `<node>-tracked`, as one stripped stays untracked);
 - `status-put`, `status-patch` (history): a GET and PUT of the whole status,
@@ -53,14 +50,13 @@ import aiohttp
 import psutil
 
 from benchmarks import apimetrics, report
-from benchmarks.agentleases import LEASES, lease_seconds, put_renewal
+from benchmarks.agentleases import LEASES, lease_seconds
 from benchmarks.benchplane import bench_plane, result_header
 from benchmarks.fleetsetup import ensure_namespace, install_crds, put_profile_status
 from benchmarks.gpufleet import PlannedNode, plan_node
 from benchmarks.heartbeatreport import render
 from benchmarks.kubeapi import MERGE_PATCH, PROFILES, Api, Credentials
 from benchmarks.procstat import load_average
-from maxtune.agent import leaseproto
 from maxtune.agent.lease import new_lease, node_owner, renewal
 from maxtune.contract.names import AGENT_LEASE_SELECTOR
 
@@ -83,7 +79,6 @@ class Agents:
         self.profile_versions: dict[str, str] = {}
         self.leases: dict[str, dict[str, Any]] = {}
         self.tracked: dict[str, dict[str, Any]] = {}
-        self.json: dict[str, dict[str, Any]] = {}
 
     async def create(self) -> None:
         for planned in self.fleet:
@@ -93,11 +88,7 @@ class Agents:
             answer = await self.api.call("GET", f"{PROFILES}/{planned.name}")
             self.profile_versions[planned.name] = answer["metadata"]["resourceVersion"]
             owner = node_owner(planned.name, node["metadata"]["uid"])
-            for name, leases in (
-                (planned.name, self.leases),
-                (_tracked(planned), self.tracked),
-                (_json(planned), self.json),
-            ):
+            for name, leases in ((planned.name, self.leases), (_tracked(planned), self.tracked)):
                 body = new_lease(NAMESPACE, name, owner, SECONDS, datetime.now(UTC))
                 leases[planned.name] = await self.api.call(
                     "POST", LEASES.format(namespace=NAMESPACE), body
@@ -117,13 +108,7 @@ class Agents:
         name = planned.name
         body = renewal(self.leases[name], name, SECONDS, datetime.now(UTC))
         path = f"{LEASES.format(namespace=NAMESPACE)}/{name}"
-        self.leases[name] = await put_renewal(self.api, path, body)
-
-    async def lease_json(self, planned: PlannedNode) -> None:
-        last, name = self.json[planned.name], _json(planned)
-        body = renewal(last, name, SECONDS, datetime.now(UTC))
-        path = f"{LEASES.format(namespace=NAMESPACE)}/{name}"
-        self.json[planned.name] = await self.api.call("PUT", path, body)
+        self.leases[name] = await self.api.call("PUT", path, body)
 
     async def lease_tracked(self, planned: PlannedNode) -> None:
         last, name = self.tracked[planned.name], _tracked(planned)
@@ -149,7 +134,6 @@ class Agents:
         return {
             "profile": self.profile,
             "lease": self.lease,
-            "lease-json": self.lease_json,
             "lease-tracked": self.lease_tracked,
             "status-put": self.status_put,
             "status-patch": self.status_patch,
@@ -160,11 +144,7 @@ def _tracked(planned: PlannedNode) -> str:
     return f"{planned.name}-tracked"
 
 
-def _json(planned: PlannedNode) -> str:
-    return f"{planned.name}-json"
-
-
-WAYS = ("profile", "lease", "lease-json", "lease-tracked", "status-put", "status-patch")
+WAYS = ("profile", "lease", "lease-tracked", "status-put", "status-patch")
 
 
 async def _drain(api: Api, path: str, query: dict[str, str]) -> None:
@@ -242,7 +222,6 @@ def summarize(rounds: list[dict[str, Any]], ways: list[str]) -> dict[str, Any]:
     for over, under, key in (
         ("profile", "lease", "profile_over_lease"),
         ("lease-tracked", "lease", "lease_tracked_over_lease"),
-        ("lease-json", "lease", "lease_json_over_lease"),
     ):
         if over in found and under in found:
             found[key] = _ratio(rounds, over, under)
@@ -313,8 +292,6 @@ async def run(args: argparse.Namespace, result: dict[str, Any], plane: Any) -> N
     # As the last renewal left them (the untracked Lease loses its record at the first).
     result["object_bytes"]["lease"] = len(json.dumps(agents.leases[fleet[0].name]))
     result["object_bytes"]["lease-tracked"] = len(json.dumps(agents.tracked[fleet[0].name]))
-    renewal_body = renewal(agents.leases[fleet[0].name], fleet[0].name, SECONDS, datetime.now(UTC))
-    result["object_bytes"]["lease-protobuf"] = len(leaseproto.encode(renewal_body))
     result["rounds"] = rounds
     result["summary"] = summarize(rounds, list(args.ways))
     ratio = result["summary"].get("profile_over_lease")
@@ -329,7 +306,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
-        "--ways", nargs="+", choices=WAYS, default=["profile", "lease", "lease-json"]
+        "--ways", nargs="+", choices=WAYS, default=["profile", "lease", "lease-tracked"]
     )
     parser.add_argument("--pprof", type=Path, help="folder for kube-apiserver CPU profiles")
     parser.add_argument("--out", type=Path, default=report.DOCS, help="docs folder to write to")

@@ -9,9 +9,7 @@ from benchmarks.report import spread, table
 TARGET_RATIO = 5.0
 DESCRIPTIONS = {
     "profile": "merge patch of the profile's `status.heartbeatTime` (agents before 0.2)",
-    "lease": "PUT of the node's Lease without field tracking, in protobuf (agents now, "
-    "`KubeSink._renew`)",
-    "lease-json": "the same PUT in JSON (agents 0.2 from 2026-12-01 until 2026-12-02)",
+    "lease": "PUT of the node's Lease without field tracking (agents now, `KubeSink._renew`)",
     "lease-tracked": "PUT of the node's Lease, managedFields kept (agents 0.2 until 2026-12-01)",
     "status-put": "GET + PUT of the whole profile status",
     "status-patch": "merge patch of the whole profile status",
@@ -116,14 +114,6 @@ def render(results: list[dict[str, Any]], latest_file: str) -> str:
             "Lease sizes as last written: "
             f"{last['object_bytes'].get('lease-tracked', 0):,} bytes with the record, "
             f"{last['object_bytes']['lease']:,} without.",
-        ]
-    as_json = last["summary"].get("lease_json_over_lease")
-    if as_json:
-        out += [
-            "",
-            f"Lease renewal in JSON / in protobuf, API server + etcd CPU: {_ratio_text(as_json)}. "
-            f"Renewal body: {last['object_bytes'].get('lease-protobuf', 0):,} bytes of protobuf, "
-            f"{last['object_bytes']['lease']:,} of JSON.",
         ]
     out += ["", "## Every run", ""]
     out.append(

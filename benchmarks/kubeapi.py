@@ -22,8 +22,6 @@ from typing import Any, TypeVar
 import aiohttp
 import yaml
 
-from maxtune.kube import protobuf
-
 T = TypeVar("T")
 MERGE_PATCH = "application/merge-patch+json"
 PROFILES = "/apis/maxtune.io/v1alpha1/gpunodeprofiles"
@@ -127,20 +125,6 @@ class Api:
                     return None
                 raise ApiError(response.status, method, path, text.decode(errors="replace"))
             return json.loads(text) if text else None
-
-    async def call_protobuf(self, method: str, path: str, data: bytes) -> bytes:
-        """A built-in kind in Kubernetes' protobuf encoding both ways (maxtune.kube.protobuf)."""
-        async with self.session.request(
-            method,
-            path,
-            data=data,
-            headers={"Content-Type": protobuf.MEDIA_TYPE, "Accept": protobuf.MEDIA_TYPE},
-        ) as response:
-            body = await response.read()
-            if response.status >= 300:
-                text = repr(protobuf.status(body)) if body.startswith(protobuf.MAGIC) else ""
-                raise ApiError(response.status, method, path, text or body.decode(errors="replace"))
-            return body
 
     async def pages(self, path: str, *, limit: int = 500) -> AsyncIterator[list[dict[str, Any]]]:
         token = ""
