@@ -176,7 +176,6 @@ def test_a_steady_agent_renews_its_lease_and_writes_its_profile_only_on_change(
     second = kube.request("GET", f"/apis/{GROUP}/{VERSION}/{PROFILE_PLURAL}/{name}")
     renewed = kube.request("GET", lease_path)
     assert sink.writes == {"status": 1, "lease": 4}
-    assert sink.renewals == {"protobuf": 3}  # the first round created it (POST, JSON)
     assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
     assert renewed["spec"]["renewTime"] > lease["spec"]["renewTime"]
     # The API server tracked the fields the first write set; renewals cleared that record and
@@ -202,7 +201,6 @@ def test_a_steady_agent_renews_its_lease_and_writes_its_profile_only_on_change(
     after = kube.request("GET", lease_path)["metadata"]
     assert "managedFields" not in after
     assert after["annotations"]["note"] == "checked"  # the admin's field kept
-    assert sink.renewals == {"protobuf": 4}  # the conflict's read, then protobuf again
     # The Lease deleted (an admin, a restored namespace): the next round creates it again.
     kube.request("DELETE", lease_path)
     agent.tick(block=True)

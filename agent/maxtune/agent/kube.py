@@ -7,10 +7,6 @@ a coordination.k8s.io Lease named after the node in the release namespace,
 renewed every round, as kubelets do for nodes: a Lease is about 600 bytes
 where an 8-GPU profile is ~27 KB, so a steady fleet costs the API server
 little (docs/benchmarks/heartbeatcost.md; the bodies: maxtune.agent.lease).
-Renewals go in Kubernetes' protobuf encoding (maxtune.agent.leaseproto), as
-kubelets' do, which the API server decodes and answers for less CPU than JSON;
-an API server that refuses it, or a Lease or answer the codec does not carry,
-turns that agent back to JSON.
 Without a Lease namespace (an agent run outside the chart), the heartbeat is
 a merge patch of the profile's `status.heartbeatTime` instead, as agents
 before 0.2 did.
@@ -23,12 +19,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from maxtune.agent import leaseproto
 from maxtune.agent.lease import new_lease, node_owner, renewal
 from maxtune.agent.publish import PublishError, readable_profile
 from maxtune.cli.version import VERSION as MAXTUNE_VERSION
@@ -41,10 +35,8 @@ from maxtune.contract.names import (
 )
 from maxtune.contract.policy import cluster_policy
 from maxtune.kube import MERGE_PATCH, ConfigError, Kube, KubeError, load_configuration
-from maxtune.kube.protobuf import ProtobufError
 
 REQUEST_TIMEOUT: Final = (3.0, 10.0)  # connect, read (seconds)
-NO_PROTOBUF: Final = (406, 415)  # not acceptable, unsupported media type: JSON it is
 PROFILES: Final = f"/apis/{GROUP}/{VERSION}/{PROFILE_PLURAL}"
 log = logging.getLogger("maxtune.agent")
 POLICIES: Final = f"/apis/{GROUP}/{VERSION}/{POLICY_PLURAL}"
@@ -63,9 +55,7 @@ class KubeSink:
         self._version: str | None = None  # the resourceVersion our last write produced
         self._lease: dict[str, Any] | None = None  # the Lease as our last write left it
         self._owner: dict[str, Any] | None = None  # the Node, as the Lease's owner
-        self.lease_protobuf = True  # renewals in protobuf until the API server says otherwise
         self.writes: Counter[str] = Counter()  # status / heartbeat / lease: the path each took
-        self.renewals: Counter[str] = Counter()  # Lease renewals by encoding: protobuf / json
 
     @property
     def description(self) -> str:
@@ -99,14 +89,12 @@ class KubeSink:
         path: str,
         *,
         passthrough: tuple[int, ...] = (404,),
-        send: Callable[..., Any] | None = None,
         **kwargs: Any,
     ) -> Any:
-        """One request (by `send`, else as JSON); statuses in `passthrough` come back as
-        KubeError, every other failure as a PublishError that says what was tried and whether
-        to retry."""
+        """One request; statuses in `passthrough` come back as KubeError, every other failure
+        as a PublishError that says what was tried and whether to retry."""
         try:
-            return (send or self.kube.request)(method, path, **kwargs)
+            return self.kube.request(method, path, **kwargs)
         except KubeError as exc:
             if exc.status in passthrough:
                 raise
@@ -204,7 +192,9 @@ class KubeSink:
         if self._lease is not None:
             body = renewal(self._lease, node, self.lease_seconds, now)
             try:
-                self._lease = self._put_lease(node, path, body, passthrough=(404, 409))
+                self._lease = self._call(
+                    f"renew lease {node}", "PUT", path, body=body, passthrough=(404, 409)
+                )
                 return
             except KubeError:
                 self._lease = None
@@ -215,48 +205,7 @@ class KubeSink:
             self._lease = self._call(f"create lease {node}", "POST", collection, body=new)
             return
         body = renewal(current, node, self.lease_seconds, now)
-        self._lease = self._put_lease(node, path, body, passthrough=(404,))
-
-    def _put_lease(
-        self, node: str, path: str, body: dict[str, Any], *, passthrough: tuple[int, ...]
-    ) -> dict[str, Any] | None:
-        """PUT a renewal: in protobuf while the API server and the Lease allow it, else as
-        JSON. The Lease as answered; None when it was written but its protobuf answer is not
-        one this agent reads (the next round reads the Lease again, as JSON)."""
-        what = f"renew lease {node}"
-        if self.lease_protobuf:
-            try:
-                data = leaseproto.encode(body)
-            except leaseproto.NotEncodable as exc:
-                log.info("lease %s renewed as JSON this round: %s", node, exc)
-            else:
-                try:
-                    answer = self._call(
-                        what,
-                        "PUT",
-                        path,
-                        body=data,
-                        send=self.kube.request_protobuf,
-                        passthrough=(*passthrough, *NO_PROTOBUF),
-                    )
-                except KubeError as exc:
-                    if exc.status not in NO_PROTOBUF:
-                        raise
-                    self._no_protobuf(f"the API server answered {exc}")
-                else:
-                    self.renewals["protobuf"] += 1
-                    try:
-                        return leaseproto.decode(answer)
-                    except ProtobufError as exc:
-                        self._no_protobuf(f"its answer was not a Lease this agent reads: {exc}")
-                        return None
-        lease: dict[str, Any] = self._call(what, "PUT", path, body=body, passthrough=passthrough)
-        self.renewals["json"] += 1
-        return lease
-
-    def _no_protobuf(self, why: str) -> None:
-        self.lease_protobuf = False
-        log.warning("Lease renewals go as JSON from now on: %s", why)
+        self._lease = self._call(f"renew lease {node}", "PUT", path, body=body)
 
     def _node_owner(self, node: str) -> dict[str, Any] | None:
         """The Node as the Lease's owner, so the garbage collector deletes the Lease with the

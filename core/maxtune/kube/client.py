@@ -3,10 +3,8 @@
 maxtune needs a handful of calls (list in pages, watch, get, create, patch, put, delete) and
 must not build a generated model object for every Node of a 5,000-node list. The `kubernetes`
 package does what it is good at (kubeconfig and in-cluster config, TLS, bearer-token refresh,
-connection pooling); this keeps the bodies as JSON. The one exception is `request_protobuf`,
-for the agent's Lease renewal, the write every node sends every minute (maxtune.kube.protobuf).
-Calls block: async code runs them with `asyncio.to_thread`, and watches run on threads of
-their own (maxtune.operator.informer).
+connection pooling); this keeps the bodies as JSON. Calls block: async code runs them with
+`asyncio.to_thread`, and watches run on threads of their own (maxtune.operator.informer).
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ from typing import Any, Final
 
 from kubernetes import client
 
-from maxtune.kube import protobuf
 from maxtune.kube.config import load_configuration
 
 MERGE_PATCH: Final = "application/merge-patch+json"
@@ -102,9 +99,8 @@ class Kube:
         body: Any,
         content_type: str,
         timeout: Timeout | None,
-        accept: str = "application/json",
     ) -> Any:
-        headers = {"Accept": accept, "Content-Type": content_type}
+        headers = {"Accept": "application/json", "Content-Type": content_type}
         method, url, headers, body, post = self.api.param_serialize(
             method=method,
             resource_path=path,
@@ -152,25 +148,6 @@ class Kube:
         except Exception as exc:
             raise KubeError(0, type(exc).__name__, str(exc)) from exc
         return json.loads(data) if data else None
-
-    def request_protobuf(
-        self, method: str, path: str, *, body: bytes, timeout: Timeout | None = None
-    ) -> bytes:
-        """A built-in kind in Kubernetes' protobuf encoding, both ways: the body as sent and the
-        answer as received (maxtune.kube.protobuf); KubeError as for `request`."""
-        response = self._send(
-            method,
-            path,
-            query=None,
-            body=body,
-            content_type=protobuf.MEDIA_TYPE,
-            timeout=timeout,
-            accept=protobuf.MEDIA_TYPE,
-        )
-        try:
-            return bytes(response.read())
-        except Exception as exc:
-            raise KubeError(0, type(exc).__name__, str(exc)) from exc
 
     def list_pages(
         self, path: str, *, page_size: int = 500, query: Mapping[str, str] | None = None
@@ -267,12 +244,6 @@ class Kube:
 
 def _error(status: int, http_reason: str, data: bytes) -> KubeError:
     reason, message = "", ""
-    if data.startswith(protobuf.MAGIC):  # the answer to a protobuf request
-        try:
-            reason, message = protobuf.status(data)
-        except protobuf.ProtobufError as exc:
-            message = f"(an error body that is not a Status: {exc})"
-        return KubeError(status, reason or http_reason, message)
     try:
         parsed = json.loads(data)
         reason, message = str(parsed.get("reason", "")), str(parsed.get("message", ""))
