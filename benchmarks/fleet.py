@@ -51,6 +51,7 @@ from benchmarks.kubeapi import Api, Credentials, bounded
 from benchmarks.nodeaudit import NodeAudit, operator_writes
 from benchmarks.nodewatch import NodeWatcher
 from benchmarks.procstat import CpuWindow, RssSampler, load_average
+from benchmarks.stats import latency_summary
 from maxtune_dev.localplane import LocalPlane
 from maxtune_dev.testkit.operator import OperatorProcess, write_pki
 
@@ -107,6 +108,8 @@ class Phase:
             "apiserver_latency": {k: v for k, v in latency.items() if v["p50"].get("count")},
             "apf": apimetrics.apf(scraped, self.scraped),
             "node_writes_by_writer": by_writer,
+            # profile written -> the operator's write of its node, both by the API server's clock
+            "operator_lag": latency_summary(self.audit.lags_since_mark()),
             "operator_node_writes_audit": operator_writes(by_writer),
             "label_writes_operator_metric": int(self.op.metric(LABEL_WRITES) - self.writes),
             "node_writes_apiserver": apimetrics.delta(after, self.patches),
@@ -134,7 +137,11 @@ async def start_phase(
 
 
 async def change_phase(
-    api: Api, watcher: NodeWatcher, fleet: list[PlannedNode], timeout_s: float
+    api: Api,
+    watcher: NodeWatcher,
+    fleet: list[PlannedNode],
+    timeout_s: float,
+    concurrency: int = 32,
 ) -> dict[str, Any]:
     n = len(fleet)
     candidates = changeable(n)
@@ -144,18 +151,30 @@ async def change_phase(
     chosen = [candidates[k * len(candidates) // count] for k in range(count)]
     changed = [plan_node(i, gain=CHANGED_GAIN) for i in chosen]
     watcher.expect({p.name: p.expected for p in changed})
+    answered: dict[str, float] = {}
+
+    async def send(planned: PlannedNode) -> None:
+        await put_profile_status(api, planned)
+        answered[planned.name] = time.monotonic()
+
     started = time.monotonic()
-    await bounded([functools.partial(put_profile_status, api, p) for p in changed], 32)
+    await bounded([functools.partial(send, p) for p in changed], concurrency)
     sent_s = time.monotonic() - started
     right_at = await watcher.wait_all_right(timeout_s)
+    # Per node, from the API server's answer to its profile's write (from then on the
+    # operator's watch can see it) to the node watch seeing its labels right: the
+    # operator's part, apart from how long the driver took to send the rest.
+    lags = [watcher.right_at[n] - answered[n] for n in answered if n in watcher.right_at]
     for p in changed:
         fleet[int(p.name.split("-")[1])] = p
     return {
         "changed_profiles": len(changed),
+        "send_concurrency": concurrency,
         "changed_kinds": dict(Counter(p.kind.key for p in changed)),
         "send_s": round(sent_s, 2),
         "converged_s": round(right_at - started, 2),
         "converged_after_last_sent_s": round(right_at - started - sent_s, 2),
+        "label_lag": latency_summary(lags),
     }
 
 
@@ -249,7 +268,7 @@ async def _run_with_agents(
         print(f"  start: {_line(start)}", flush=True)
 
         phase = await Phase(api, op, watcher, {**pids, "operator": op.pid}, audit).begin()
-        change = await change_phase(api, watcher, fleet, args.timeout_s)
+        change = await change_phase(api, watcher, fleet, args.timeout_s, args.change_concurrency)
         change.update(await phase.finish(args.nodes, args.settle_s))
         change["peak_rss_mib"] = round(rss[0].peak / MIB, 1)
         result["change"] = change
@@ -308,6 +327,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="also a phase of profile heartbeats, the way agents before 0.2 sent them",
+    )
+    parser.add_argument(
+        "--change-concurrency",
+        type=int,
+        default=32,
+        help="changed profiles written at once in the change phase (their agents, at once)",
     )
     parser.add_argument("--settle-s", type=float, default=5.0)
     parser.add_argument("--timeout-s", type=float, default=600.0)

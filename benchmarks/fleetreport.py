@@ -144,7 +144,7 @@ def render(results: list[dict[str, Any]], latest_file: str) -> str:
         f"({', '.join(f'{k} {v}' for k, v in last['change']['changed_kinds'].items())}) sent in "
         f"{last['change']['send_s']} s; every label right {last['change']['converged_s']} s "
         f"after the first was sent ({last['change']['converged_after_last_sent_s']} s after the "
-        "last).",
+        "last)." + _lags(last["change"]),
     ]
     for key, _ in HEARTBEAT_PHASES:
         if key in last:
@@ -346,3 +346,18 @@ def _latency_section(result: dict[str, Any]) -> list[str]:
         "",
         table(["phase", "request", "count", "p50", "p99", "p99 bucket"], rows),
     ]
+
+
+def _lags(change: dict[str, Any]) -> str:
+    """Per changed node: the operator's answer by the API server's clock, and what the
+    benchmark's node watch saw (runs before 2026-12-02 15:00 have neither)."""
+    server, seen = change.get("operator_lag") or {}, change.get("label_lag") or {}
+    if not server.get("count") or not seen.get("count"):
+        return ""
+    return (
+        f" Per changed node ({change.get('send_concurrency', 32)} profiles written at once), "
+        "from the API server finishing its profile's write to receiving the operator's write "
+        f"of the node: p50 {server['p50_ms'] / 1e3:.2f} s, p90 {server['p90_ms'] / 1e3:.2f} s, "
+        f"max {server['max_ms'] / 1e3:.2f} s; to the benchmark's node watch seeing its labels "
+        f"right: p50 {seen['p50_ms'] / 1e3:.2f} s, max {seen['max_ms'] / 1e3:.2f} s."
+    )

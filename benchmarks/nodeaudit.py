@@ -5,17 +5,20 @@ in a phase, not from whom; on the benchmark plane kwok and the controller
 manager write nodes too. The audit log names each writer (user and user agent;
 the operator's client calls itself `maxtune-operator/<version>`), so "writes
 per changed node" is the operator's own count, witnessed by the API server.
-Only writes to nodes are logged, at Metadata level: the log stays small and
-costs the API server nothing measurable.
+Only writes to nodes and to profiles' status are logged, at Metadata level: the
+log stays small and costs the API server nothing measurable. The profiles'
+writes time the operator's answer to each change (`lags_since_mark`).
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -28,6 +31,11 @@ POLICY: dict[str, Any] = {
             "level": "Metadata",
             "verbs": ["create", "update", "patch", "delete"],
             "resources": [{"group": "", "resources": ["nodes", "nodes/status"]}],
+        },
+        {  # the profiles' own writes, to time the operator's answer to each (lags_since_mark)
+            "level": "Metadata",
+            "verbs": ["update", "patch"],
+            "resources": [{"group": "maxtune.io", "resources": ["gpunodeprofiles/status"]}],
         },
         {"level": "None"},
     ],
@@ -72,17 +80,55 @@ class NodeAudit:
             return {}
         with self.log.open("rb") as handle:
             handle.seek(self.offset)
-            for line in handle:
-                event = json.loads(line)
-                if event.get("stage") != "ResponseComplete":
-                    continue
-                if int((event.get("responseStatus") or {}).get("code", 0)) >= 400:
-                    continue
+            for event in _written(handle):
                 ref = event.get("objectRef") or {}
+                if ref.get("resource") != "nodes":
+                    continue
                 verb = str(event.get("verb", "?")).upper()
                 key = f"{verb} {ref['subresource']}" if ref.get("subresource") else verb
                 found.setdefault(writer(event), Counter())[key] += 1
         return {who: dict(sorted(counts.items())) for who, counts in sorted(found.items())}
+
+    def lags_since_mark(self) -> list[float]:
+        """Per node whose profile status was written since `mark()`: seconds from the API
+        server completing that write to it receiving the operator's next write of the node.
+        Both times are the API server's, so this is the operator's part (the watch that
+        brings it the profile, its decision, its request) without the driver's."""
+        profile_done: dict[str, datetime] = {}
+        lags: list[float] = []
+        if not self.log.exists():
+            return lags
+        with self.log.open("rb") as handle:
+            handle.seek(self.offset)
+            for event in _written(handle):
+                ref = event.get("objectRef") or {}
+                name = str(ref.get("name") or "")
+                if ref.get("resource") == "gpunodeprofiles":
+                    profile_done[name] = _time(event["stageTimestamp"])
+                elif (
+                    ref.get("resource") == "nodes"
+                    and not ref.get("subresource")
+                    and writer(event).startswith(OPERATOR_AGENT + " ")
+                    and name in profile_done
+                ):
+                    received = _time(event["requestReceivedTimestamp"])
+                    lags.append((received - profile_done.pop(name)).total_seconds())
+        return lags
+
+
+def _written(handle: BinaryIO) -> Iterator[dict[str, Any]]:
+    """The log's successful writes, as the API server finished them."""
+    for line in handle:
+        event = json.loads(line)
+        if event.get("stage") != "ResponseComplete":
+            continue
+        if int((event.get("responseStatus") or {}).get("code", 0)) >= 400:
+            continue
+        yield event
+
+
+def _time(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)
 
 
 def operator_writes(by_writer: dict[str, dict[str, int]]) -> int:

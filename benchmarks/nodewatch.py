@@ -33,8 +33,9 @@ def maxtune_labels(node: Mapping[str, Any]) -> Labels:
 
 
 class NodeWatcher:
-    def __init__(self, api: Api) -> None:
+    def __init__(self, api: Api, *, watch_seconds: int = 3600) -> None:
         self.api = api
+        self.watch_seconds = watch_seconds
         self.current: dict[str, Labels] = {}
         self.expected: dict[str, Labels] = {}
         self.wrong: set[str] = set()
@@ -42,9 +43,11 @@ class NodeWatcher:
         self.events: Counter[str] = Counter()  # every MODIFIED event per node, since reset()
         self.first_change_at: float | None = None
         self.all_right_at: float | None = None
+        self.right_at: dict[str, float] = {}  # expected node -> when it came to carry its labels
         self._all_right = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
+        self.resumed = 0  # streams the API server ended, resumed where they stopped
 
     async def start(self) -> None:
         listing = await self.api.call("GET", "/api/v1/nodes")
@@ -62,6 +65,8 @@ class NodeWatcher:
     def expect(self, expected: Mapping[str, Mapping[str, str]]) -> None:
         """Set what these nodes must carry; the 'all right' moment is looked for afresh."""
         self.expected.update({name: dict(labels) for name, labels in expected.items()})
+        for name in expected:
+            self.right_at.pop(name, None)
         self.wrong = {n for n, want in self.expected.items() if self.current.get(n) != want}
         self.all_right_at = None
         self._all_right.clear()
@@ -113,6 +118,8 @@ class NodeWatcher:
         self.current[name] = labels
         if name in self.expected:
             if labels == self.expected[name]:
+                if name in self.wrong:
+                    self.right_at[name] = time.monotonic()
                 self.wrong.discard(name)
                 if not self.wrong and not self._all_right.is_set():
                     self._mark_all_right()
@@ -120,23 +127,31 @@ class NodeWatcher:
                 self.wrong.add(name)
 
     async def _watch(self, version: str) -> None:
-        query = {
-            "watch": "true",
-            "resourceVersion": version,
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": "3600",
-        }
+        """Follow every node event after `version`. A stream the API server ends (its
+        timeout, or a watcher it found too slow on a saturated machine) is resumed from the
+        last resourceVersion seen, which replays every event after it: none is missed. Only
+        a 410 (that history compacted away) ends the witness, as an error."""
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
         try:
-            async with self.api.session.get(
-                "/api/v1/nodes", params=query, timeout=timeout
-            ) as response:
-                response.raise_for_status()
-                while True:
-                    line = await response.content.readline()
-                    if not line:
-                        raise RuntimeError("the node watch ended")
-                    self._apply(json.loads(line))
+            while True:
+                query = {
+                    "watch": "true",
+                    "resourceVersion": version,
+                    "allowWatchBookmarks": "true",
+                    "timeoutSeconds": str(self.watch_seconds),
+                }
+                async with self.api.session.get(
+                    "/api/v1/nodes", params=query, timeout=timeout
+                ) as response:
+                    response.raise_for_status()
+                    while line := await response.content.readline():
+                        event = json.loads(line)
+                        if event.get("type") == "ERROR":
+                            raise RuntimeError(f"the node watch failed: {event.get('object')}")
+                        self._apply(event)
+                        meta = (event.get("object") or {}).get("metadata") or {}
+                        version = meta.get("resourceVersion") or version
+                self.resumed += 1
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -151,6 +166,7 @@ class NodeWatcher:
             "nodes_changed": len(per_node),
             "max_per_node": max(per_node.values(), default=0),
             "nodes_changed_more_than_once": sum(1 for c in per_node.values() if c > 1),
+            "watch_resumed": self.resumed,
             "node_events_all": sum(self.events.values()),
             "nodes": nodes,
         }

@@ -21,6 +21,7 @@ from benchmarks import agentleases, fleet, fleetsetup, handlercpu, heartbeatcost
 from benchmarks.benchplane import BENCH_PLANE_ARGS
 from benchmarks.gpufleet import plan_node
 from benchmarks.kubeapi import Api, Credentials
+from benchmarks.nodewatch import NodeWatcher
 from maxtune.agent.kube import KubeSink
 from maxtune.kube import Kube
 
@@ -46,6 +47,9 @@ def test_fleet_benchmark_runs(tmp_path: Path) -> None:
     assert start["operator_node_writes_audit"] == 18
     assert change["operator_node_writes_audit"] == 1
     assert change["changed_profiles"] == 1
+    # the operator's answer to the change, by the API server's clock and by the node watch
+    assert change["operator_lag"]["count"] == 1 and change["label_lag"]["count"] == 1
+    assert 0 < change["operator_lag"]["max_ms"] < change["converged_s"] * 1e3
     # agents renewed their Leases all along (setup included), and no heartbeat, Lease or
     # profile, made the operator write
     leases = result["agent_lease_counts"]
@@ -63,6 +67,37 @@ def test_fleet_benchmark_runs(tmp_path: Path) -> None:
     page = (tmp_path / "fleet.md").read_text()
     assert "all 18 nodes labelled right" in page
     assert "0 label writes while nothing changes" in page
+    assert "from the API server finishing its profile's write" in page
+
+
+def test_the_node_watch_resumes_a_stream_the_api_server_ends(
+    kubeconfig: Path, kwok_nodes: Callable[..., list[str]]
+) -> None:
+    """A stream ended by the server (here its 1 s timeout) is taken up where it stopped:
+    a node labelled after that is still seen, so the witness misses no write."""
+
+    async def watch() -> tuple[int, dict[str, str] | None]:
+        async with Api(Credentials.from_kubeconfig(kubeconfig)) as api:
+            watcher = NodeWatcher(api, watch_seconds=1)
+            await watcher.start()
+            try:
+                await asyncio.sleep(2.5)  # at least one stream ended and resumed
+                name = kwok_nodes(1, prefix="watched")[0]
+                watcher.expect({name: {"maxtune.io/probe": "yes"}})
+                await api.call(
+                    "PATCH",
+                    f"/api/v1/nodes/{name}",
+                    {"metadata": {"labels": {"maxtune.io/probe": "yes"}}},
+                    content_type="application/merge-patch+json",
+                )
+                await watcher.wait_all_right(30)
+                return watcher.resumed, watcher.current.get(name)
+            finally:
+                await watcher.stop()
+
+    resumed, labels = asyncio.run(watch())
+    assert resumed >= 1
+    assert labels == {"maxtune.io/probe": "yes"}
 
 
 def test_a_failed_profile_heartbeat_is_counted_not_fatal(kubeconfig: Path) -> None:

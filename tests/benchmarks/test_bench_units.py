@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from benchmarks import connwatch, heartbeatcost, stats, vegeta, webhooke2e
 from benchmarks.gpufleet import CHANGED_GAIN, changeable, kind_of, plan_node
+from benchmarks.nodeaudit import NodeAudit
 from benchmarks.reviews import MIX, UID_PLACEHOLDER, mixed_bodies, rotation
 from maxtune_dev.localplane import LocalPlane
 
@@ -142,3 +144,50 @@ def test_e2e_summary_reads_maxtune_against_the_reference() -> None:
     ratio = summary["maxtune_over_reference"]
     assert ratio["p99_overhead_pooled"] == 1.25
     assert ratio["added_cpu_per_pod"] == 1.33
+
+
+def _audit(kind: str, name: str, who: str, received: str, done: str, code: int = 200) -> str:
+    ref = {"resource": kind, "name": name}
+    if kind == "gpunodeprofiles":
+        ref["subresource"] = "status"
+    return json.dumps(
+        {
+            "stage": "ResponseComplete",
+            "verb": "patch",
+            "objectRef": ref,
+            "userAgent": f"{who}/0.2",
+            "user": {"username": "admin"},
+            "responseStatus": {"code": code},
+            "requestReceivedTimestamp": received,
+            "stageTimestamp": done,
+        }
+    )
+
+
+def test_the_operator_lag_runs_from_a_profile_write_to_the_operators_next_node_write(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "audit.log"
+    log.write_text(_audit("nodes", "gpu-9", "maxtune-operator", "2026-12-02T15:00:00Z", "x") + "\n")
+    audit = NodeAudit(log)
+    audit.mark()  # what came before the phase is not counted
+    lines = [
+        _audit("gpunodeprofiles", "gpu-1", "python", "t", "2026-12-02T15:00:01.000000Z"),
+        _audit("gpunodeprofiles", "gpu-2", "python", "t", "2026-12-02T15:00:01.500000Z"),
+        _audit("nodes", "gpu-2", "kwok", "2026-12-02T15:00:01.600000Z", "t"),  # not the operator
+        _audit("nodes", "gpu-1", "maxtune-operator", "2026-12-02T15:00:01.250000Z", "t"),
+        _audit("nodes", "gpu-2", "maxtune-operator", "2026-12-02T15:00:02.000000Z", "t", 409),
+        _audit("nodes", "gpu-2", "maxtune-operator", "2026-12-02T15:00:03.500000Z", "t"),
+        _audit("nodes", "gpu-2", "maxtune-operator", "2026-12-02T15:00:09.000000Z", "t"),
+        _audit("nodes", "gpu-3", "maxtune-operator", "2026-12-02T15:00:04.000000Z", "t"),
+    ]
+    with log.open("a") as handle:
+        handle.write("\n".join(lines) + "\n")
+    # gpu-1 0.25 s; gpu-2 2 s (the refused write and later ones do not count); gpu-3 had
+    # no profile write.
+    assert sorted(audit.lags_since_mark()) == [0.25, 2.0]
+    # The node-write counts leave the profiles' writes out.
+    assert audit.since_mark() == {
+        "kwok as admin": {"PATCH": 1},
+        "maxtune-operator as admin": {"PATCH": 4},
+    }
