@@ -104,14 +104,14 @@ class NodeAudit:
                 ref = event.get("objectRef") or {}
                 name = str(ref.get("name") or "")
                 if ref.get("resource") == "gpunodeprofiles":
-                    profile_done[name] = _time(event["stageTimestamp"])
+                    profile_done[name] = datetime.fromisoformat(event["stageTimestamp"])
                 elif (
                     ref.get("resource") == "nodes"
                     and not ref.get("subresource")
                     and writer(event).startswith(OPERATOR_AGENT + " ")
                     and name in profile_done
                 ):
-                    received = _time(event["requestReceivedTimestamp"])
+                    received = datetime.fromisoformat(event["requestReceivedTimestamp"])
                     lags.append((received - profile_done.pop(name)).total_seconds())
         return lags
 
@@ -125,10 +125,6 @@ def _written(handle: BinaryIO) -> Iterator[dict[str, Any]]:
         if int((event.get("responseStatus") or {}).get("code", 0)) >= 400:
             continue
         yield event
-
-
-def _time(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp)
 
 
 def operator_writes(by_writer: dict[str, dict[str, int]]) -> int:
