@@ -129,8 +129,8 @@ class NodeWatcher:
     async def _watch(self, version: str) -> None:
         """Follow every node event after `version`. A stream the API server ends (its
         timeout, or a watcher it found too slow on a saturated machine) is resumed from the
-        last resourceVersion seen, which replays every event after it: none is missed. Only
-        a 410 (that history compacted away) ends the witness, as an error."""
+        last resourceVersion seen, which replays every event after it: none is missed. An
+        ERROR event (a 410: that history compacted away) ends the witness, as an error."""
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
         try:
             while True:
