@@ -15,7 +15,8 @@ from maxtune.agent.profile import (
     keep_transition_times,
     local_policy_spec,
 )
-from maxtune.contract.models import Condition, Software
+from maxtune.contract.models import Condition, Measurements, Software
+from maxtune.contract.precision import published
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "fleets" / "demo.yaml"
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -103,7 +104,12 @@ def test_published_measurements_come_back_as_state() -> None:
     )
     back = MeasurementState.from_status(status)
     assert back.fingerprint == status.fingerprint
-    assert back.by_gpu == state.by_gpu and back.measured_time == T0
+    # They come back as they were published: every measured number to six significant digits.
+    as_published = {
+        uuid: Measurements.model_validate(published(m.wire())) for uuid, m in state.by_gpu.items()
+    }
+    assert back.by_gpu == as_published and back.by_gpu != state.by_gpu
+    assert back.measured_time == T0
     assert back.complete_for(inventory.gpus, "full")
     assert not MeasurementState().complete_for(inventory.gpus, "gemm")
     assert MeasurementState().complete_for(inventory.gpus, "inventory")

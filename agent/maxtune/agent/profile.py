@@ -206,13 +206,15 @@ def build_status(
     mig_strategy: MigStrategy = migstrategy.DEFAULT,
     devices: Sequence[Target] | None = None,
 ) -> ProfileStatus:
-    """The status to publish. `devices` are what the backend measures (its `targets`);
-    by default the whole GPUs and the slices that pass the installed torch's gate."""
+    """The status to publish, as published: its measured numbers rounded as the wire form
+    rounds them (contract.precision), so what the agent holds is what it wrote and what it
+    reads back. `devices` are what the backend measures (its `targets`); by default the
+    whole GPUs and the slices that pass the installed torch's gate."""
     if devices is None:
         devices = targets(inventory, gate.default_torch_version())
     gpus = build_gpus(inventory, torch_rule(spec), state.by_gpu, mig_strategy)
     resources, summary = summarize(gpus, spec)
-    return ProfileStatus(
+    status = ProfileStatus(
         source=inventory.source,
         simulation=inventory.simulation,
         level=level,
@@ -236,3 +238,4 @@ def build_status(
             layout_problem=migstrategy.layout(inventory, mig_strategy).problem,
         ),
     )
+    return ProfileStatus.model_validate(status.wire())

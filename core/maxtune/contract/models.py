@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from maxtune.contract.modes import Mode
+from maxtune.contract.precision import published
 
 
 class ApiModel(BaseModel):
@@ -338,6 +339,11 @@ class ProfileStatus(ApiModel):
         "configured, or not proved yet)",
     )
 
+    def wire(self) -> dict[str, Any]:
+        """As published: measured numbers to six significant digits (contract.precision)."""
+        wire: dict[str, Any] = published(super().wire())
+        return wire
+
 
 class ObjectMeta(ApiModel):
     name: str
@@ -378,6 +384,12 @@ class GPUNodeProfile(ApiModel):
     metadata: ObjectMeta
     spec: ProfileSpec
     status: ProfileStatus | None = None
+
+    def wire(self) -> dict[str, Any]:
+        wire = super().wire()
+        if self.status is not None:
+            wire["status"] = self.status.wire()
+        return wire
 
 
 # ---------------------------------------------------------------- AutotunePolicy
