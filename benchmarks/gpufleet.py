@@ -3,9 +3,10 @@
 Profiles are built from the contract models the agent itself uses (SM counts as
 CUDA and NVML report them, MIG slices read, never derived; summaries from
 `maxtune.contract.assess`), so the operator sees what production sends it,
-sizes included (an 8-GPU measured node is ~27 KB of JSON). The expected labels
-of every node come from the same contract code, independently of the operator,
-which is what "every label is right" is checked against.
+sizes included: measured GPUs carry what an agent measures (testkit.production), so an
+8-GPU measured node is ~34 KB of JSON, as eight of the H200's measured GPUs would be.
+The expected labels of every node come from the same contract code, independently of
+the operator, which is what "every label is right" is checked against.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from maxtune.contract.assess import node_labels
-from maxtune.contract.models import PolicySpec, ProfileStatus
+from maxtune.contract.models import ApiModel, PolicySpec, ProfileStatus
 from maxtune.contract.names import RESOURCE_GPU, mig_resource
 from maxtune_dev.localplane import kwok_node
 from maxtune_dev.testkit.profiles import A100, H100, L4, RTX3070, T4, Product, profile_body
@@ -70,6 +71,7 @@ def status(kind: NodeKind, node: str, *, gain: float | None, heartbeat: datetime
         heartbeat=heartbeat,
         node=node,
         simulation="benchmarks",
+        shape="production",
     )
 
 
@@ -122,6 +124,13 @@ def plan_node(
         profile_status={"status": profile["status"]},
         expected=dict(node_labels(st, PolicySpec(), beat)),
     )
+
+
+def full_precision_status(planned: PlannedNode) -> dict[str, Any]:
+    """`planned`'s status as agents wrote it before contract.precision: every float as
+    measured (the heartbeat benchmark weighs the two)."""
+    st = status(planned.kind, planned.name, gain=planned.kind.gain, heartbeat=datetime.now(UTC))
+    return ApiModel.wire(st)
 
 
 def changeable(n: int) -> list[int]:

@@ -16,6 +16,9 @@ heartbeat at all (the plane's own idle CPU, subtracted from each way):
   Lease namespace still does (maxtune.agent.kube.KubeSink._heartbeat): a merge
   patch of the profile's `status.heartbeatTime`, conditional on the
   resourceVersion of its own last write;
+- `profile-full`: the same patch of a profile as agents published it before
+  measured numbers were rounded to six significant digits (contract.precision):
+  every float as measured (a profile of its own per node, `<node>-full`);
 - `lease`: what agents send now (KubeSink._renew, maxtune.agent.lease): a PUT
   of the node's Lease as the last answer left it, with a new renewTime and
   without its field-tracking record (managedFields);
@@ -23,7 +26,9 @@ heartbeat at all (the plane's own idle CPU, subtracted from each way):
   the last answer, so the API server tracks fields on every renewal (a Lease of
   its own per node, `<node>-tracked`, as one stripped stays untracked);
 - `status-put`, `status-patch` (history): a GET and PUT of the whole status,
-  and a merge patch of the whole status.
+  and a merge patch of the whole status (what an agent writes when its
+  measurements change); `status-put-full`: the GET and PUT of the whole status
+  at full precision, into `<node>-full`.
 
 Measured: kube-apiserver and etcd CPU (psutil: the processes' user + system
 time) per heartbeat, net of idle. An agent heartbeats once a minute by default,
@@ -53,7 +58,7 @@ from benchmarks import apimetrics, report
 from benchmarks.agentleases import LEASES, lease_seconds
 from benchmarks.benchplane import bench_plane, result_header
 from benchmarks.fleetsetup import ensure_namespace, install_crds, put_profile_status
-from benchmarks.gpufleet import PlannedNode, plan_node
+from benchmarks.gpufleet import PlannedNode, full_precision_status, plan_node
 from benchmarks.heartbeatreport import render
 from benchmarks.kubeapi import MERGE_PATCH, PROFILES, Api, Credentials
 from benchmarks.procstat import load_average
@@ -79,6 +84,7 @@ class Agents:
         self.profile_versions: dict[str, str] = {}
         self.leases: dict[str, dict[str, Any]] = {}
         self.tracked: dict[str, dict[str, Any]] = {}
+        self.full: dict[str, dict[str, Any]] = {}  # node -> its full-precision status
 
     async def create(self) -> None:
         for planned in self.fleet:
@@ -87,6 +93,11 @@ class Agents:
             await put_profile_status(self.api, planned)
             answer = await self.api.call("GET", f"{PROFILES}/{planned.name}")
             self.profile_versions[planned.name] = answer["metadata"]["resourceVersion"]
+            full = _full(planned)
+            self.full[planned.name] = full_precision_status(planned)
+            spec = {**planned.profile_spec, "metadata": {"name": full}, "spec": {"nodeName": full}}
+            await self.api.call("POST", PROFILES, spec)
+            await self._put(full, self.full[planned.name])
             owner = node_owner(planned.name, node["metadata"]["uid"])
             for name, leases in ((planned.name, self.leases), (_tracked(planned), self.tracked)):
                 body = new_lease(NAMESPACE, name, owner, SECONDS, datetime.now(UTC))
@@ -95,14 +106,20 @@ class Agents:
                 )
 
     async def profile(self, planned: PlannedNode) -> None:
+        await self._heartbeat(planned.name)
+
+    async def profile_full(self, planned: PlannedNode) -> None:
+        await self._heartbeat(_full(planned))
+
+    async def _heartbeat(self, name: str) -> None:
         patch = {
-            "metadata": {"resourceVersion": self.profile_versions[planned.name]},
+            "metadata": {"resourceVersion": self.profile_versions[name]},
             "status": {"heartbeatTime": _now()},
         }
         answer = await self.api.call(
-            "PATCH", f"{PROFILES}/{planned.name}/status", patch, content_type=MERGE_PATCH
+            "PATCH", f"{PROFILES}/{name}/status", patch, content_type=MERGE_PATCH
         )
-        self.profile_versions[planned.name] = answer["metadata"]["resourceVersion"]
+        self.profile_versions[name] = answer["metadata"]["resourceVersion"]
 
     async def lease(self, planned: PlannedNode) -> None:
         name = planned.name
@@ -118,10 +135,16 @@ class Agents:
         self.tracked[planned.name] = await self.api.call("PUT", path, body)
 
     async def status_put(self, planned: PlannedNode) -> None:
-        obj = await self.api.call("GET", f"{PROFILES}/{planned.name}")
-        obj["status"] = {**planned.profile_status["status"], "heartbeatTime": _now()}
-        answer = await self.api.call("PUT", f"{PROFILES}/{planned.name}/status", obj)
-        self.profile_versions[planned.name] = answer["metadata"]["resourceVersion"]
+        await self._put(planned.name, planned.profile_status["status"])
+
+    async def status_put_full(self, planned: PlannedNode) -> None:
+        await self._put(_full(planned), self.full[planned.name])
+
+    async def _put(self, name: str, status: dict[str, Any]) -> None:
+        obj = await self.api.call("GET", f"{PROFILES}/{name}")
+        obj["status"] = {**status, "heartbeatTime": _now()}
+        answer = await self.api.call("PUT", f"{PROFILES}/{name}/status", obj)
+        self.profile_versions[name] = answer["metadata"]["resourceVersion"]
 
     async def status_patch(self, planned: PlannedNode) -> None:
         body = {"status": {**planned.profile_status["status"], "heartbeatTime": _now()}}
@@ -133,9 +156,11 @@ class Agents:
     def ways(self) -> dict[str, Callable[[PlannedNode], Coroutine[Any, Any, None]]]:
         return {
             "profile": self.profile,
+            "profile-full": self.profile_full,
             "lease": self.lease,
             "lease-tracked": self.lease_tracked,
             "status-put": self.status_put,
+            "status-put-full": self.status_put_full,
             "status-patch": self.status_patch,
         }
 
@@ -144,7 +169,19 @@ def _tracked(planned: PlannedNode) -> str:
     return f"{planned.name}-tracked"
 
 
-WAYS = ("profile", "lease", "lease-tracked", "status-put", "status-patch")
+def _full(planned: PlannedNode) -> str:
+    return f"{planned.name}-full"
+
+
+WAYS = (
+    "profile",
+    "profile-full",
+    "lease",
+    "lease-tracked",
+    "status-put",
+    "status-put-full",
+    "status-patch",
+)
 
 
 async def _drain(api: Api, path: str, query: dict[str, str]) -> None:
@@ -221,7 +258,10 @@ def summarize(rounds: list[dict[str, Any]], ways: list[str]) -> dict[str, Any]:
         }
     for over, under, key in (
         ("profile", "lease", "profile_over_lease"),
+        ("profile-full", "lease", "profile_full_over_lease"),
         ("lease-tracked", "lease", "lease_tracked_over_lease"),
+        ("profile-full", "profile", "profile_full_over_profile"),
+        ("status-put-full", "status-put", "status_put_full_over_status_put"),
     ):
         if over in found and under in found:
             found[key] = _ratio(rounds, over, under)
@@ -238,6 +278,8 @@ async def run(args: argparse.Namespace, result: dict[str, Any], plane: Any) -> N
         await agents.create()
         profile = await api.call("GET", f"{PROFILES}/{fleet[0].name}")
         result["object_bytes"] = {"profile": len(json.dumps(profile))}
+        full = await api.call("GET", f"{PROFILES}/{_full(fleet[0])}")
+        result["object_bytes"]["profile-full"] = len(json.dumps(full))
         watches = [
             asyncio.create_task(_drain(api, PROFILES, {})),
             asyncio.create_task(

@@ -9,9 +9,11 @@ from benchmarks.report import spread, table
 TARGET_RATIO = 5.0
 DESCRIPTIONS = {
     "profile": "merge patch of the profile's `status.heartbeatTime` (agents before 0.2)",
+    "profile-full": "the same patch, the profile at full precision (agents before 0.3)",
     "lease": "PUT of the node's Lease without field tracking (agents now, `KubeSink._renew`)",
     "lease-tracked": "PUT of the node's Lease, managedFields kept (agents 0.2 until 2026-12-01)",
     "status-put": "GET + PUT of the whole profile status",
+    "status-put-full": "GET + PUT of the whole profile status at full precision",
     "status-patch": "merge patch of the whole profile status",
 }
 
@@ -114,6 +116,20 @@ def render(results: list[dict[str, Any]], latest_file: str) -> str:
             "Lease sizes as last written: "
             f"{last['object_bytes'].get('lease-tracked', 0):,} bytes with the record, "
             f"{last['object_bytes']['lease']:,} without.",
+        ]
+    for key, text in (
+        ("profile_full_over_lease", "Full-precision profile / Lease"),
+        ("profile_full_over_profile", "Heartbeat patch, full-precision profile / published"),
+        ("status_put_full_over_status_put", "Whole-status PUT, full precision / published"),
+    ):
+        if key in last["summary"]:
+            out += ["", f"{text}, API server + etcd CPU: {_ratio_text(last['summary'][key])}."]
+    if "profile-full" in last["object_bytes"]:
+        out += [
+            "",
+            f"Profile sizes as stored: {last['object_bytes']['profile']:,} bytes published "
+            f"(six significant digits), {last['object_bytes']['profile-full']:,} at full "
+            "precision.",
         ]
     out += ["", "## Every run", ""]
     out.append(

@@ -173,7 +173,11 @@ def test_heartbeat_cost_benchmark_runs(tmp_path: Path) -> None:
     assert len(summary["profile_over_lease"]["per_round"]) == 2
     sizes = result["object_bytes"]
     assert isinstance(sizes, dict) and sizes["profile"] > 5 * sizes["lease"]
-    assert "Profile / Lease" in (tmp_path / "heartbeatcost.md").read_text()
+    # The full-precision profile is the one agents wrote before contract.precision: larger.
+    assert sizes["profile-full"] > 1.2 * sizes["profile"]
+    assert len(summary["status_put_full_over_status_put"]["per_round"]) == 2
+    page = (tmp_path / "heartbeatcost.md").read_text()
+    assert "Profile / Lease" in page and "Whole-status PUT, full precision / published" in page
 
 
 def test_handler_cpu_benchmark_runs(tmp_path: Path) -> None:

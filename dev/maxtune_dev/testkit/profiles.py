@@ -2,9 +2,10 @@
 
 Profiles are built from the contract models the agent itself uses (SM counts as
 CUDA and NVML report them, MIG slices read, never derived; summaries from
-`maxtune.contract.assess`), so the operator sees what production sends it,
-sizes included (an 8-GPU measured node is ~10 KB of JSON). Every status is a
-named simulation (`source: simulation`), like the demo's.
+`maxtune.contract.assess`). The plain shape times every round alike, so tests get
+exact intervals; `shape="production"` (testkit.production) is what an agent sends,
+sizes included, for the benchmarks. Every status is a named simulation
+(`source: simulation`), like the demo's.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from maxtune.contract import gate
 from maxtune.contract.assess import summarize
@@ -33,6 +34,7 @@ from maxtune.contract.models import (
 from maxtune.contract.modes import Mode
 from maxtune.contract.names import RESOURCE_GPU, mig_resource
 from maxtune.contract.rounds import BlockRounds, ModeRounds, compile_measurement
+from maxtune_dev.testkit import production
 
 TORCH = "2.11"
 DEFAULT_STEP_SECONDS = 0.0016
@@ -151,12 +153,18 @@ def status(
     gemm_ok: bool = True,
     default_step: float | None = None,
     simulation: str = "testkit",
+    shape: Literal["plain", "production"] = "plain",
 ) -> ProfileStatus:
     """A node of `count` GPUs of `product`; with `mig`, every GPU is split into those slices.
 
     `gain` None: not measured (inventory level). MIG GPUs are never measured. The training
     reference's default step is the product's unless `default_step` says otherwise.
+    `shape="production"`: measurements, software and conditions as a real agent's
+    (testkit.production), for benchmarks that weigh what agents send.
     """
+    if shape == "production" and not gemm_ok:
+        raise ValueError("the production shape measures every GEMM fine")
+    beat = heartbeat or datetime.now(UTC)
     mig = list(mig or [])
     default_step = product.training_step if default_step is None else default_step
     tag = node or str(product.sm_count)
@@ -177,7 +185,11 @@ def status(
         ]
         measured = None
         if not mig and gain is not None:
-            measured = measurements(gain, gemm_ok=gemm_ok, default_step=default_step)
+            measured = (
+                production.measurements(gain, default_step)
+                if shape == "production"
+                else measurements(gain, gemm_ok=gemm_ok, default_step=default_step)
+            )
         gpus.append(
             Gpu(
                 index=i,
@@ -199,12 +211,17 @@ def status(
         source="simulation",
         simulation=simulation,
         level="full" if gain is not None else "inventory",
-        heartbeat_time=heartbeat or datetime.now(UTC),
+        heartbeat_time=beat,
         fingerprint=f"{product.name}-{count}-{mig}-{gain}-{default_step}",
-        software=Software(agent_version="0.1.0", driver_version="580.159.04", torch_version=TORCH),
+        software=production.software()
+        if shape == "production"
+        else Software(agent_version="0.1.0", driver_version="580.159.04", torch_version=TORCH),
         gpus=gpus,
         resources=resources,
         summary=summary,
+        conditions=production.conditions(count, gpus[0].measurements if gpus else None, beat)
+        if shape == "production"
+        else [],
     )
 
 
