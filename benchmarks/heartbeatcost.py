@@ -4,7 +4,7 @@
         [--ways profile lease] [--pprof DIR] [--out docs/benchmarks]
 
 One plane (the benchmarks' tuning), the CRDs, `--profiles` nodes of the
-benchmark fleet, each with its GPUNodeProfile (~27 KB of JSON) and its agent's
+benchmark fleet, each with its GPUNodeProfile (~34 KB of JSON) and its agent's
 heartbeat Lease, and the operator's two watches on them (profiles; Leases by
 the agents' label), read and thrown away by this process, so every write is
 also encoded for a watcher as in a cluster. Then heartbeats at `--rate` per

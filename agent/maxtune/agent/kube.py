@@ -5,7 +5,7 @@ conditions), by GET (or create: spec only, status is a subresource) and a PUT
 of the whole status under the object's resourceVersion. Liveness goes through
 a coordination.k8s.io Lease named after the node in the release namespace,
 renewed every round, as kubelets do for nodes: a Lease is about 600 bytes
-where an 8-GPU profile is ~27 KB, so a steady fleet costs the API server
+where an 8-GPU profile is ~34 KB, so a steady fleet costs the API server
 little (docs/benchmarks/heartbeatcost.md; the bodies: maxtune.agent.lease).
 Without a Lease namespace (an agent run outside the chart), the heartbeat is
 a merge patch of the profile's `status.heartbeatTime` instead, as agents
