@@ -9,7 +9,7 @@ from benchmarks.report import spread, table
 TARGET_RATIO = 5.0
 DESCRIPTIONS = {
     "profile": "merge patch of the profile's `status.heartbeatTime` (agents before 0.2)",
-    "profile-full": "the same patch, the profile at full precision (agents before 0.3)",
+    "profile-full": "the same patch, the profile at full precision (agents until 2026-12-02)",
     "lease": "PUT of the node's Lease without field tracking (agents now, `KubeSink._renew`)",
     "lease-tracked": "PUT of the node's Lease, managedFields kept (agents 0.2 until 2026-12-01)",
     "status-put": "GET + PUT of the whole profile status",
@@ -56,24 +56,28 @@ def render(results: list[dict[str, Any]], latest_file: str) -> str:
         "idle window of the same length in the same round.",
         "",
     ]
-    ratios = [r["summary"]["profile_over_lease"]["median"] for r in results if _has_ratio(r)]
+    ratios = [r["summary"]["profile_over_lease"] for r in results if _has_ratio(r)]
     if ratios:
-        worst = min(ratios)
-        verdict = "**met**" if worst >= TARGET_RATIO else "**missed**"
+        rows = []
+        for key, whom in (
+            ("median", "the API server and etcd"),
+            ("apiserver_only_median", "the API server alone (the issue's measure)"),
+        ):
+            values = [float(r[key]) for r in ratios]
+            worst = min(values)
+            verdict = "**met**" if worst >= TARGET_RATIO else "**missed**"
+            rows.append(
+                [
+                    f"a Lease heartbeat costs {whom} ≥ {TARGET_RATIO:g}x less CPU than a "
+                    "profile heartbeat",
+                    spread(values, "x"),
+                    f"{verdict} (worst {worst:.1f}x)",
+                ]
+            )
         out += [
             "## Target (every stored run: median (min to max))",
             "",
-            table(
-                ["target", "measured", "verdict"],
-                [
-                    [
-                        f"a Lease heartbeat costs the API server and etcd ≥ {TARGET_RATIO:g}x "
-                        "less CPU than a profile heartbeat",
-                        spread(ratios, "x"),
-                        f"{verdict} (worst {worst:.1f}x)",
-                    ]
-                ],
-            ),
+            table(["target", "measured", "verdict"], rows),
             "",
         ]
     out += ["## Latest run", "", "CPU per heartbeat, net of idle, median over rounds:", ""]
