@@ -244,3 +244,12 @@ def test_operator_refuses_a_label_concurrency_below_one(tmp_path: Path, capsys: 
     argv = ["operator", "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
     assert main([*argv, "--label-concurrency", "0", "--no-leader-election"]) == 2
     assert "--label-concurrency must be at least 1, not 0" in capsys.readouterr().err
+
+
+def test_operator_refuses_a_profile_page_size_below_one(tmp_path: Path, capsys: Any) -> None:
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_text("unused")
+    key.write_text("unused")
+    argv = ["operator", "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+    assert main([*argv, "--profile-page-size", "0", "--no-leader-election"]) == 2
+    assert "--profile-page-size must be at least 1, not 0" in capsys.readouterr().err

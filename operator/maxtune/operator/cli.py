@@ -74,6 +74,12 @@ def _register_operator(subparsers: Any) -> None:
         "--label-concurrency", type=int, default=16, help="node patches in flight at once"
     )
     p.add_argument(
+        "--profile-page-size",
+        type=int,
+        help="GPUNodeProfiles per page when they are listed: memory held while a page is "
+        "read, against requests per list (default: events.PROFILE_PAGE_SIZE, 100)",
+    )
+    p.add_argument(
         "--compile-cache-directory",
         type=Path,
         help="the chart's compile-cache directory (directory.json): which cache each "
@@ -90,6 +96,7 @@ def _register_operator(subparsers: Any) -> None:
 
 
 def _run_operator(args: argparse.Namespace) -> int:
+    from maxtune.operator.events import PROFILE_PAGE_SIZE  # noqa: PLC0415
     from maxtune.operator.runtime import OperatorConfig, run  # noqa: PLC0415
 
     logging.basicConfig(
@@ -117,11 +124,16 @@ def _run_operator(args: argparse.Namespace) -> int:
         orphan_grace_seconds=args.orphan_grace_seconds,
         tls_reload_seconds=args.tls_reload_seconds,
         label_concurrency=args.label_concurrency,
+        profile_page_size=PROFILE_PAGE_SIZE
+        if args.profile_page_size is None
+        else args.profile_page_size,
         shutdown_grace_seconds=args.shutdown_grace_seconds,
         compile_cache_directory=args.compile_cache_directory,
     )
     if config.label_concurrency < 1:
         raise CliError(f"--label-concurrency must be at least 1, not {config.label_concurrency}")
+    if config.profile_page_size < 1:
+        raise CliError(f"--profile-page-size must be at least 1, not {config.profile_page_size}")
     if config.leader_election and not config.namespace:
         raise CliError("--leader-election needs --namespace (or POD_NAMESPACE)")
     import ssl  # noqa: PLC0415

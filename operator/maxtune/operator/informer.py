@@ -48,7 +48,6 @@ class Informer:
         *,
         on_synced: Callable[[Kind], None] = lambda kind: None,
         on_restart: Callable[[Kind, str], None] = lambda kind, why: None,
-        page_size: int = 500,
         watch_seconds: int = 300,
     ) -> None:
         self.kube = kube
@@ -56,7 +55,6 @@ class Informer:
         self.deliver = deliver
         self.on_synced = on_synced
         self.on_restart = on_restart
-        self.page_size = page_size
         self.watch_seconds = watch_seconds
         self.synced = False
         self.error: BaseException | None = None
@@ -126,7 +124,7 @@ class Informer:
         names: set[str] = set()
         version = ""
         pages = self.kube.list_pages(
-            self.source.path, page_size=self.page_size, query=self.source.query
+            self.source.path, page_size=self.source.page_size, query=self.source.query
         )
         for page, page_version in pages:
             version = page_version

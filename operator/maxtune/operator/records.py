@@ -116,7 +116,7 @@ class ProfileRecord:
     A validated `ProfileStatus` of 8 measured GPUs is ~50 KB of Python objects;
     2,000 of them would be the largest thing in the operator. Everything the
     hot paths need is derived once and cached in FleetState, so the status is
-    kept as compressed canonical JSON (~1 KB) and parsed again only when a
+    kept as compressed canonical JSON (~3 KB) and parsed again only when a
     derivation is missing (a new policy, a device change).
     """
 

@@ -29,7 +29,7 @@ from maxtune.cli.version import VERSION
 from maxtune.kube import Kube, load_configuration
 from maxtune.operator import looplag, server
 from maxtune.operator.cachedir import DirectoryFile
-from maxtune.operator.events import Kind, sources
+from maxtune.operator.events import PROFILE_PAGE_SIZE, Kind, sources
 from maxtune.operator.fleet import FleetState
 from maxtune.operator.informer import Informer
 from maxtune.operator.labeller import Labeller
@@ -64,6 +64,7 @@ class OperatorConfig:
     orphan_grace_seconds: float = 60.0
     tls_reload_seconds: float = 10.0
     label_concurrency: int = 16  # measured: docs/benchmarks/fleet.md, decision 0004
+    profile_page_size: int = PROFILE_PAGE_SIZE  # profiles per list page (events.py says why)
     shutdown_grace_seconds: float = 3.0
     compile_cache_directory: Path | None = None  # the chart's directory.json, mounted
 
@@ -225,7 +226,9 @@ class Operator:
         def restarted(kind: Kind, why: str) -> None:
             self.metrics.watch_restarts.labels(kind, why).inc()
 
-        for source in sources(self.config.namespace):
+        for source in sources(
+            self.config.namespace, profile_page_size=self.config.profile_page_size
+        ):
             informer = Informer(
                 self.kube,
                 source,
