@@ -9,7 +9,7 @@ from typing import Any
 
 from benchmarks.gpufleet import KINDS, full_precision_status, plan_node
 from maxtune.contract.models import GPUNodeProfile
-from maxtune.contract.precision import rounded
+from maxtune.contract.precision import published
 
 H200_RUN = Path(__file__).parents[2] / "benchmarks/agent/runs/h200-2026-12-01/details-run1.tar.gz"
 
@@ -52,15 +52,5 @@ def test_a_measured_gpu_weighs_what_the_h200s_does() -> None:
 
 def test_the_fleet_publishes_rounded_and_the_full_form_is_not() -> None:
     planned = plan_node(0)
-
-    def floats(value: object) -> list[float]:
-        if isinstance(value, float):
-            return [value]
-        if isinstance(value, dict):
-            return [f for v in value.values() for f in floats(v)]
-        if isinstance(value, list):
-            return [f for v in value for f in floats(v)]
-        return []
-
-    assert all(rounded(f) == f for f in floats(planned.profile_status))
-    assert any(rounded(f) != f for f in floats(full_precision_status(planned)))
+    assert published(planned.profile_status) == planned.profile_status
+    assert published(full_precision_status(planned)) != full_precision_status(planned)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from maxtune.cli.main import main
@@ -236,20 +237,13 @@ print(bad)
     assert result.stdout.strip() == "[]"
 
 
-def test_operator_refuses_a_label_concurrency_below_one(tmp_path: Path, capsys: Any) -> None:
-    """No patch would ever be written with zero in flight: refused before anything starts."""
+@pytest.mark.parametrize("flag", ["--label-concurrency", "--profile-page-size"])
+def test_operator_refuses_a_count_below_one(flag: str, tmp_path: Path, capsys: Any) -> None:
+    """No patch would ever be written with zero in flight, no profile listed in pages of
+    zero: refused before anything starts."""
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     cert.write_text("unused")
     key.write_text("unused")
     argv = ["operator", "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
-    assert main([*argv, "--label-concurrency", "0", "--no-leader-election"]) == 2
-    assert "--label-concurrency must be at least 1, not 0" in capsys.readouterr().err
-
-
-def test_operator_refuses_a_profile_page_size_below_one(tmp_path: Path, capsys: Any) -> None:
-    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
-    cert.write_text("unused")
-    key.write_text("unused")
-    argv = ["operator", "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
-    assert main([*argv, "--profile-page-size", "0", "--no-leader-election"]) == 2
-    assert "--profile-page-size must be at least 1, not 0" in capsys.readouterr().err
+    assert main([*argv, flag, "0", "--no-leader-election"]) == 2
+    assert f"{flag} must be at least 1, not 0" in capsys.readouterr().err

@@ -126,33 +126,25 @@ def conditions(count: int, measured: Measurements | None, now: datetime) -> list
         if measured is not None
     )
     ok = measured is not None
+    measured_reason = "Measured" if ok else "NotMeasured"
+    found = (
+        ("Inventoried", True, "Inventoried", f"{count} GPU(s): {count} whole, 0 MIG instance(s)"),
+        ("GemmMeasured", ok, measured_reason, gemm),
+        ("CompileMeasured", ok, measured_reason, compiled),
+        (
+            "Ready",
+            True,
+            "ProfileComplete" if ok else "InventoryOnly",
+            "level full profile complete" if ok else "level inventory",
+        ),
+    )
     return [
         Condition(
-            type="Inventoried",
-            status="True",
-            reason="Inventoried",
-            message=f"{count} GPU(s): {count} whole, 0 MIG instance(s)",
+            type=kind,
+            status="True" if status else "False",
+            reason=reason,
+            message=message[:4000],
             last_transition_time=now,
-        ),
-        Condition(
-            type="GemmMeasured",
-            status="True" if ok else "False",
-            reason="Measured" if ok else "NotMeasured",
-            message=gemm[:4000],
-            last_transition_time=now,
-        ),
-        Condition(
-            type="CompileMeasured",
-            status="True" if ok else "False",
-            reason="Measured" if ok else "NotMeasured",
-            message=compiled[:4000],
-            last_transition_time=now,
-        ),
-        Condition(
-            type="Ready",
-            status="True",
-            reason="ProfileComplete" if ok else "InventoryOnly",
-            message="level full profile complete" if ok else "level inventory",
-            last_transition_time=now,
-        ),
+        )
+        for kind, status, reason, message in found
     ]
