@@ -2,9 +2,9 @@
 
 A step time the agent times reads like `0.0015862959921360015`: seventeen digits, of which
 the clock gave four (CUDA events resolve about half a microsecond; the reference steps
-take a millisecond or more) and the rounds' own scatter leaves fewer. Every profile carries
-about a thousand such numbers per 8-GPU node (each timing round of each mode, twice per
-GPU), so the digits nobody measured were a quarter of every profile's bytes: written by
+take a millisecond or more) and the rounds' own scatter leaves fewer. A profile carries
+about 190 such numbers per measured GPU (each timing round of each mode, both reference
+blocks), so the digits nobody measured were a quarter of its bytes: written by
 each agent, stored in etcd, listed and decoded by the operator, shown by
 `kubectl get gnp -o yaml`. Six significant digits keep a step time to the nanosecond and a
 gain to a millionth, far inside any measurement's noise
