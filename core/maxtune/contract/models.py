@@ -386,7 +386,8 @@ class GPUNodeProfile(ApiModel):
     status: ProfileStatus | None = None
 
     def wire(self) -> dict[str, Any]:
-        wire = super().wire()
+        """The object with its status as published (ProfileStatus.wire), dumped once."""
+        wire = self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"status"})
         if self.status is not None:
             wire["status"] = self.status.wire()
         return wire

@@ -21,6 +21,7 @@ from maxtune.contract.models import (
     GemmMeasurement,
     Measurements,
     Software,
+    Workload,
 )
 from maxtune.contract.modes import Mode
 from maxtune.contract.rounds import BlockRounds, ModeRounds, compile_measurement, spread_rounds
@@ -41,7 +42,9 @@ _MODES = (
 )
 
 
-def _block(block: str, workload: str, gain: float, default_step: float, seed: int) -> BlockRounds:
+def _block(
+    block: str, workload: Workload, gain: float, default_step: float, seed: int
+) -> BlockRounds:
     modes = []
     for k, (mode, extra, cold, warm) in enumerate(_MODES):
         step = default_step if extra is None else default_step / (1 + gain + extra)
@@ -50,7 +53,7 @@ def _block(block: str, workload: str, gain: float, default_step: float, seed: in
     eager = spread_rounds(default_step * 1.013, SPREAD, processes=1, rounds=ROUNDS, seed=seed)
     return BlockRounds(
         block=block,
-        workload="training" if workload == "training" else "inference",
+        workload=workload,
         calls_per_round=CALLS,
         modes=tuple(modes),
         eager_rounds=eager,
